@@ -1,0 +1,5 @@
+"""The `vaelab` command."""
+
+from .main import main
+
+__all__ = ["main"]

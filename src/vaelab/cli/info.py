@@ -1,0 +1,40 @@
+"""`vaelab presets` and `vaelab datasets`: what is available."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data import dataset_status
+from ..models import build_model, count_parameters
+from ..presets import PRESETS
+from .args import add_data_dir
+
+NATIVE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("presets", help="list the presets with their seed and parameter count")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print each preset's notes")
+    p.set_defaults(func=presets)
+    p = sub.add_parser("datasets", help="list the datasets and whether they are present")
+    add_data_dir(p)
+    p.set_defaults(func=datasets)
+
+
+def presets(args: argparse.Namespace) -> int:
+    for name in PRESETS.names():
+        preset = PRESETS[name]
+        cfg = preset.config
+        shape = NATIVE_SHAPES[cfg.data.name]
+        params = count_parameters(build_model(cfg.model, cfg.objective, shape))
+        print(f"{name:<12} {params:>10,} params  seed {preset.seed:<32} {preset.description}")
+        if args.verbose:
+            print(f"{'':<12} {preset.notes}")
+    return 0
+
+
+def datasets(args: argparse.Namespace) -> int:
+    for row in dataset_status(args.data_dir):
+        state = "present" if row.present else "missing"
+        print(f"{row.name:<14} {state:<8} {row.description}  [{row.path or 'generated in code'}]")
+    return 0

@@ -1,0 +1,41 @@
+"""`vaelab <command>`: argparse, one module per group of commands, user errors as one line + exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import VaelabError
+from . import evaluate, info, train, use
+
+COMMANDS = [train, use, evaluate, info]  # each adds its subparsers and sets `func`
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage + error over two lines; we print one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="vaelab", description="Variational autoencoders on images: train, measure, show, use.")
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for module in COMMANDS:
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except VaelabError as e:
+        print(f"vaelab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaelab: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,62 @@
+"""`vaelab train`: a preset, a TOML file and flag overrides, or --resume RUN."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..api import resolve_config
+from ..errors import VaelabError
+from ..training.trainer import resume_run, start_run
+from .args import add_data_dir, non_negative_float, non_negative_int, positive_float, positive_int
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="train a VAE (a preset, a config file, overrides)",
+                       description="Train a preset; a --config TOML file and the flags below apply on top.")
+    p.add_argument("--preset", help="preset name (see `vaelab presets`; default: the config file's, else cvae2)")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [objective], [train] tables")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs may extend it)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<timestamp>)")
+    add_data_dir(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("overrides")
+    g.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, shapes or folder:PATH")
+    g.add_argument("--binarize", choices=["none", "static", "dynamic"])
+    g.add_argument("--image-size", type=positive_int, help="side length for folder: and shapes datasets")
+    g.add_argument("--grayscale", action="store_true", default=None, help="folder: read images as grey")
+    g.add_argument("--val-size", type=non_negative_int, help="validation images carved from train (0: use test)")
+    g.add_argument("--limit", type=positive_int, help="train on the first N training images")
+    g.add_argument("--latent-dim", type=positive_int)
+    g.add_argument("--likelihood", help="bernoulli or gaussian")
+    g.add_argument("--sigma", type=positive_float, help="fixed std of the gaussian likelihood")
+    g.add_argument("--kl", choices=["analytic", "mc"], help="analytic KL or the single-sample estimate")
+    g.add_argument("--beta", type=non_negative_float, help="weight of the KL term in the loss")
+    g.add_argument("--optimizer", help="adam or rmsprop")
+    g.add_argument("--lr", type=positive_float, help="learning rate")
+    g.add_argument("--batch-size", type=positive_int)
+    g.add_argument("--epochs", type=non_negative_int)
+    g.add_argument("--seed", type=non_negative_int)
+    g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop the partial last batch of each epoch")
+    g.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.set_defaults(func=run)
+
+
+OVERRIDES = ["dataset", "binarize", "image_size", "grayscale", "val_size", "limit", "latent_dim", "likelihood",
+             "sigma", "kl", "beta", "optimizer", "lr", "batch_size", "epochs", "seed", "drop_last", "device"]
+
+
+def run(args: argparse.Namespace) -> int:
+    progress = not args.no_progress
+    if args.resume:
+        ignored = [k for k in OVERRIDES if k != "epochs" and getattr(args, k) is not None]
+        ignored += [flag for flag in ("preset", "config", "out") if getattr(args, flag)]
+        if ignored:
+            raise VaelabError(f"--resume continues a run with its saved config; only --epochs can change "
+                              f"(got {', '.join(ignored)})")
+        resume_run(args.resume, epochs=args.epochs, data_dir=args.data_dir, progress=progress)
+        return 0
+    cfg = resolve_config(args.preset, config=args.config, **{k: getattr(args, k) for k in OVERRIDES})
+    path = start_run(cfg, out=args.out, data_dir=args.data_dir, progress=progress)
+    print(f"done: {path}  (samples in {path / 'samples'}, checkpoint {path / 'checkpoint.safetensors'})")
+    return 0

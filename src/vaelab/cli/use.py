@@ -1,0 +1,64 @@
+"""`vaelab sample` and `vaelab reconstruct`: pictures from a trained run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..api import load
+from ..training.data import load_split
+from ..viz.grid import save_grid
+from .args import add_data_dir, non_negative_int, positive_float, positive_int
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("sample", help="draw new images from a trained run as a tiled grid")
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("-n", type=positive_int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--temperature", type=positive_float, default=1.0, help="scale of the prior noise (default 1)")
+    p.add_argument("-o", "--output", default="samples.png", metavar="FILE.png")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=sample)
+
+    p = sub.add_parser("reconstruct", help="test images (odd rows) over their reconstructions (even rows)")
+    p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
+    p.add_argument("-n", type=positive_int, default=16, help="number of test images (default 16)")
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("-o", "--output", default="reconstructions.png", metavar="FILE.png")
+    p.add_argument("--device", default="cpu")
+    add_data_dir(p)
+    p.set_defaults(func=reconstruct)
+
+
+def sample(args: argparse.Namespace) -> int:
+    model = load(args.run, device=args.device)
+    images = model.sample(args.n, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed))
+    print(save_grid(images, args.output, scale=_scale(images)))
+    return 0
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    model = load(args.run, device=args.device)
+    x = load_split(model.config.data, args.split, args.data_dir).images[:args.n]
+    originals = x.float().div(255.0)
+    recons = model.reconstruct(x).cpu()
+    ncol = min(len(x), 8)
+    rows = []  # originals and their reconstructions in alternating rows of `ncol`
+    for start in range(0, len(x), ncol):
+        rows += [originals[start:start + ncol], recons[start:start + ncol]]
+    grid = torch.cat([_pad_row(r, ncol) for r in rows])
+    print(save_grid(grid, Path(args.output), ncol=ncol, scale=_scale(grid)))
+    return 0
+
+
+def _pad_row(row: torch.Tensor, ncol: int) -> torch.Tensor:
+    if len(row) == ncol:
+        return row
+    return torch.cat([row, row.new_zeros(ncol - len(row), *row.shape[1:])])
+
+
+def _scale(images: torch.Tensor) -> int:
+    return 2 if images.shape[-1] <= 32 else 1

@@ -1,0 +1,248 @@
+"""Typed, frozen configuration: what a run is, saved in every checkpoint.
+
+A run is fully described by one `RunConfig` (data + model + objective +
+training). Presets are `RunConfig` values; TOML files and command-line flags
+are applied on top with `dataclasses.replace`. Unknown keys and values of the
+wrong type raise `VaelabError` at once, never fall back to a default.
+
+`None` is only ever the default of an optional field, so a TOML file can
+simply leave such keys out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import VaelabError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, and how they become a training batch."""
+
+    name: str = "mnist"  # mnist | fashion-mnist | cifar10 | shapes | folder:PATH
+    binarize: Literal["none", "static", "dynamic"] = "none"
+    image_size: int | None = None  # folder and shapes only
+    grayscale: bool = False  # folder only
+    val_size: int = 5000  # images carved from train for validation; 0: validate on test
+    split_seed: int = 0  # fixes which train images become the validation split
+    limit: int | None = None  # train on the first N (non-validation) training images
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The composed parts of a VAE, each looked up by name in its registry."""
+
+    encoder: str = "cvae2"
+    decoder: str = "cvae2"
+    latent_dim: int = 2
+    posterior: str = "diagonal-gaussian"
+    prior: str = "standard-normal"
+    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    sigma: float = 1.0  # the fixed standard deviation of the gaussian likelihood
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The ELBO and how it is estimated. The loss minimised is recon + beta * kl."""
+
+    name: str = "elbo"
+    kl: Literal["analytic", "mc"] = "analytic"
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimiser and the loop."""
+
+    optimizer: str = "adam"  # adam | rmsprop (see vaelab.training.optim)
+    lr: float = 1e-3
+    batch_size: int = 128
+    epochs: int = 10
+    seed: int = 0
+    drop_last: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_batch_size: int = 1000
+    sample_grid: int = 64  # fixed-noise samples drawn after every epoch
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a run's model and repeat its training."""
+
+    preset: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that a type alone cannot express."""
+    checks = [
+        (cfg.model.latent_dim >= 1, "model.latent_dim must be at least 1"),
+        (cfg.model.sigma > 0, "model.sigma must be positive"),
+        (cfg.objective.beta >= 0, "objective.beta must be >= 0"),
+        (cfg.train.lr > 0, "train.lr must be positive"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
+        (cfg.train.eval_batch_size >= 1, "train.eval_batch_size must be at least 1"),
+        (cfg.train.epochs >= 0, "train.epochs must be >= 0"),
+        (cfg.train.sample_grid >= 0, "train.sample_grid must be >= 0"),
+        (cfg.data.val_size >= 0, "data.val_size must be >= 0"),
+        (cfg.data.limit is None or cfg.data.limit >= 1, "data.limit must be at least 1"),
+        (cfg.data.image_size is None or cfg.data.image_size >= 4, "data.image_size must be at least 4"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise VaelabError(message)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Return `value` if it fits the annotation `hint` (ints widen to floats)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(a) for a in typing.get_args(hint))
+            raise VaelabError(f"{where} must be one of {choices}, not {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _check_type(value, inner, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise VaelabError(f"{where} must be of type {hint.__name__}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _section_from_dict(cls: type, values: dict[str, Any], base: Any, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise VaelabError(f"unknown key{'s' if len(unknown) > 1 else ''} in [{where}]: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(names))})")
+    checked = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in values.items()}
+    return dataclasses.replace(base, **checked)
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Apply `{"section": {"key": value}}` (or `{"preset": ...}`) on top of `cfg`, strictly."""
+    unknown = sorted(set(overrides) - set(SECTIONS) - {"preset"})
+    if unknown:
+        raise VaelabError(f"unknown config section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
+    changes: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        if name in overrides:
+            if not isinstance(overrides[name], dict):
+                raise VaelabError(f"config section [{name}] must be a table")
+            changes[name] = _section_from_dict(cls, overrides[name], getattr(cfg, name), name)
+    if "preset" in overrides:
+        changes["preset"] = _check_type(overrides["preset"], str, "preset")
+    return dataclasses.replace(cfg, **changes)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Plain nested dict (JSON/TOML friendly); optional fields left at None are dropped."""
+
+    def clean(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: (clean(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}
+
+    return clean(dataclasses.asdict(cfg))
+
+
+def from_dict(values: dict[str, Any]) -> RunConfig:
+    """Inverse of `to_dict`: every key must be known."""
+    return apply_overrides(RunConfig(), values)
+
+
+# --------------------------------------------------------------------------- TOML
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """The resolved config as TOML: top-level keys, then one table per section."""
+    d = to_dict(cfg)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for section, values in d.items():
+        if isinstance(values, dict):
+            lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into the nested-dict form `apply_overrides` takes."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise VaelabError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise VaelabError(f"{path} is not valid TOML: {e}") from None
+
+
+# --------------------------------------------------------------------------- flat overrides
+
+# The flat names that the command line (--batch-size) and vaelab.train(batch_size=...) accept.
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    "dataset": ("data", "name"),
+    "binarize": ("data", "binarize"),
+    "image_size": ("data", "image_size"),
+    "grayscale": ("data", "grayscale"),
+    "val_size": ("data", "val_size"),
+    "limit": ("data", "limit"),
+    "encoder": ("model", "encoder"),
+    "decoder": ("model", "decoder"),
+    "latent_dim": ("model", "latent_dim"),
+    "likelihood": ("model", "likelihood"),
+    "sigma": ("model", "sigma"),
+    "kl": ("objective", "kl"),
+    "beta": ("objective", "beta"),
+    "optimizer": ("train", "optimizer"),
+    "lr": ("train", "lr"),
+    "batch_size": ("train", "batch_size"),
+    "epochs": ("train", "epochs"),
+    "seed": ("train", "seed"),
+    "drop_last": ("train", "drop_last"),
+    "device": ("train", "device"),
+    "eval_batch_size": ("train", "eval_batch_size"),
+    "sample_grid": ("train", "sample_grid"),
+}
+
+
+def nest_overrides(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{"batch_size": 64} -> {"train": {"batch_size": 64}}; unknown names raise."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        if key not in FLAT_KEYS:
+            raise VaelabError(f"unknown setting {key!r} (known: {', '.join(FLAT_KEYS)})")
+        section, name = FLAT_KEYS[key]
+        nested.setdefault(section, {})[name] = value
+    return nested

@@ -1,0 +1,65 @@
+"""Small building blocks shared by the seed networks, written to match their frameworks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import VaelabError
+
+
+class Reshape(nn.Module):
+    """(B, prod(shape)) -> (B, *shape): Keras' `Reshape` / MATLAB's project-and-reshape."""
+
+    def __init__(self, *shape: int) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+def conv_same(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with TensorFlow's 'same' output size (H/stride)."""
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+
+
+def conv_valid(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution without padding (TensorFlow's 'valid')."""
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=0)
+
+
+def deconv_same(c_in: int, c_out: int, stride: int = 1) -> nn.ConvTranspose2d:
+    """3x3 transposed convolution with TensorFlow's 'same' output size (H*stride)."""
+    return nn.ConvTranspose2d(c_in, c_out, 3, stride=stride, padding=1, output_padding=stride - 1)
+
+
+def keras_batchnorm(channels: int, dims: int = 2) -> nn.Module:
+    """BatchNorm with Keras' defaults: momentum 0.99 (PyTorch's 0.01) and eps 1e-3."""
+    cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    return cls(channels, eps=1e-3, momentum=0.01)
+
+
+def glorot_init(module: nn.Module) -> nn.Module:
+    """Keras' and MATLAB's default initialisation: Glorot-uniform weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def conv_out(size: int, stride: int, padding: int, kernel: int = 3) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def require_divisible(name: str, image_shape: tuple[int, int, int], factor: int) -> tuple[int, int]:
+    """The decoder's start size for `factor`-fold upsampling, or a clear error."""
+    _, h, w = image_shape
+    if h % factor or w % factor:
+        raise VaelabError(f"network {name!r} needs image height and width divisible by {factor}, got {h}x{w}")
+    return h // factor, w // factor

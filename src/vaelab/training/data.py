@@ -1,0 +1,46 @@
+"""From a DataConfig to the image sets a run trains and validates on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import DataConfig
+from ..data import ImageSet, load_images
+from ..errors import VaelabError
+from .batches import binarize_static
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: ImageSet
+    val: ImageSet
+    val_name: str  # "val" (carved from train) or "test" (when data.val_size is 0)
+
+
+def load_split(cfg: DataConfig, split: str, data_dir=None) -> ImageSet:
+    """One split of the dataset as uint8 images, statically binarised when the config says so."""
+    images = load_images(cfg.name, split, data_dir=data_dir, image_size=cfg.image_size, grayscale=cfg.grayscale)
+    if cfg.binarize == "static":
+        images = ImageSet(binarize_static(images.images), images.labels, images.class_names,
+                          images.factors, images.factor_names)
+    return images
+
+
+def prepare_splits(cfg: DataConfig, data_dir=None) -> Splits:
+    """Train and validation sets: validation is a seeded random carve-out of train (or the test set)."""
+    full = load_split(cfg, "train", data_dir)
+    if cfg.val_size == 0:
+        train, val, val_name = full, load_split(cfg, "test", data_dir), "test"
+    else:
+        if cfg.val_size >= len(full):
+            raise VaelabError(f"data.val_size {cfg.val_size} leaves no training images "
+                              f"({cfg.name} has {len(full)}); lower --val-size")
+        perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(cfg.split_seed))
+        val = full.subset(perm[:cfg.val_size].sort().values)
+        train = full.subset(perm[cfg.val_size:].sort().values)
+        val_name = "val"
+    if cfg.limit is not None:
+        train = train.subset(torch.arange(min(cfg.limit, len(train))))
+    return Splits(train, val, val_name)

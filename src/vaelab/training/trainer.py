@@ -1,0 +1,75 @@
+"""Assemble a run: config -> data, model, optimiser, run directory -> the loop. Also resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from ..config import RunConfig
+from ..errors import VaelabError
+from ..models.vae import VAE, build_model
+from .checkpoint import load_checkpoint, load_model_state, restore_rng
+from .data import prepare_splits
+from .device import resolve_device
+from .loop import EpochCallback, fit
+from .optim import build_optimizer
+from .rundir import RunDir, default_run_dir
+
+
+def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
+              callbacks: Iterable[EpochCallback] = (), progress: bool = True,
+              log: Callable[[str], None] = print) -> Path:
+    """Train a new run described by `cfg`; returns its directory."""
+    run = RunDir(Path(out) if out is not None else default_run_dir(cfg.preset))
+    if run.checkpoint_path.exists():
+        raise VaelabError(f"{run.path} already holds a run; continue it with --resume {run.path} or pick another --out")
+    device = resolve_device(cfg.train.device)
+    splits = prepare_splits(cfg.data, data_dir)
+    torch.manual_seed(cfg.train.seed)  # fixes the initial weights and every draw after them
+    model = build_model(cfg.model, cfg.objective, splits.train.image_shape).to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.train)
+    run.write_config(cfg)
+    log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
+        f"{splits.val_name} images, {device}) into {run.path}")
+    fit(model, optimizer, splits, cfg, run, callbacks=callbacks, progress=progress, log=log)
+    return run.path
+
+
+def resume_run(path: str | Path, *, epochs: int | None = None, data_dir=None,
+               callbacks: Iterable[EpochCallback] = (), progress: bool = True,
+               log: Callable[[str], None] = print) -> Path:
+    """Continue a run from its last checkpoint, optionally to a larger number of epochs."""
+    ckpt = load_checkpoint(path)
+    run = RunDir(Path(path) if Path(path).is_dir() else Path(path).parent)
+    cfg = ckpt.config
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    if ckpt.epoch >= cfg.train.epochs:
+        log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
+        return run.path
+    device = resolve_device(cfg.train.device)
+    splits = prepare_splits(cfg.data, data_dir)
+    model = build_model(cfg.model, cfg.objective, ckpt.image_shape).to(device)
+    load_model_state(model, ckpt, where=str(run.checkpoint_path))
+    optimizer = build_optimizer(model.parameters(), cfg.train)
+    if ckpt.optimizer_state is not None:
+        optimizer.load_state_dict(ckpt.optimizer_state)
+    restore_rng(ckpt.rng_state)
+    run.keep_metrics_through(ckpt.epoch)
+    run.write_config(cfg)
+    log(f"resuming {run.path} at epoch {ckpt.epoch + 1} of {cfg.train.epochs}")
+    fit(model, optimizer, splits, cfg, run, start_epoch=ckpt.epoch, step=ckpt.step,
+        callbacks=callbacks, progress=progress, log=log)
+    return run.path
+
+
+def load_model(run: str | Path, *, device: str = "cpu") -> VAE:
+    """The trained model of a run (or checkpoint file), in eval mode, rebuilt from the checkpoint alone."""
+    ckpt = load_checkpoint(run)
+    model = build_model(ckpt.config.model, ckpt.config.objective, ckpt.image_shape)
+    load_model_state(model, ckpt, where=str(run))
+    model.config = ckpt.config
+    return model.to(resolve_device(device)).eval()
