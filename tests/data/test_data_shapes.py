@@ -29,7 +29,7 @@ def test_factors_in_range(test_set):
     assert set(test_set.labels.tolist()) == {0, 1, 2, 3}
     assert torch.bincount(test_set.labels).min() > 400  # roughly balanced
     assert scale.min() >= 0.5 and scale.max() <= 1.0
-    assert rotation.min() >= 0 and rotation.max() < 2 * math.pi
+    assert rotation.min() >= 0 and rotation.max() <= 2 * math.pi
     for pos in (pos_x, pos_y):
         assert pos.min() >= 0 and pos.max() <= 1
 
@@ -66,7 +66,9 @@ def test_image_size_sets_the_side():
 )
 def test_drawn_area_matches_geometry(label, area):
     size = 128
-    factors = torch.tensor([[label, 1.0, 0.3 + 0.7 * k, 0.3 + 0.2 * k, 0.6 - 0.1 * k] for k in range(3)])
+    # Corners too: the shape must be drawn whole wherever it is.
+    places = [(0.3, 0.6), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 0.5)]
+    factors = torch.tensor([[label, 1.0, 0.3 + 0.7 * k, x, y] for k, (x, y) in enumerate(places)])
     drawn = render(factors, size).double().sum(dim=(1, 2, 3)) / 255  # coverage in pixels
     radius_px = shapes_module._RADIUS * size / 2
     expected = area * radius_px**2

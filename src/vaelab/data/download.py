@@ -89,7 +89,10 @@ def ensure_file(dataset: str, filename: str, directory: Path, *, download: bool)
     expected = CHECKSUMS.get(dataset, {}).get(filename)
     if path.is_file():
         if expected is not None:
-            got = file_md5(path)
+            try:
+                got = file_md5(path)
+            except OSError as e:
+                raise VaelabError(f"{dataset}: cannot read {path} ({e.strerror}); check its permissions") from None
             if got != expected:
                 raise VaelabError(
                     f"{dataset}: bad checksum for {path} (expected md5 {expected}, got {got}); "
