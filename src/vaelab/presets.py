@@ -49,7 +49,9 @@ _add(
     "4-conv encoder, dense 32, latent 2 on MNIST, BCE + 0.392 KL, RMSprop, batch 256, 10 epochs",
     "The seed's per-pixel mean BCE + 5e-4 * mean-over-dims KL equals summed BCE + beta KL "
     "with beta = 784 * 5e-4 * 2 / 2 = 0.392. The seed samples with exp(log var) as the std: "
-    "fixed, z = mu + exp(log var / 2) * eps. RMSprop with Keras' defaults (lr 1e-3, rho 0.9, eps 1e-7).",
+    "fixed, z = mu + exp(log var / 2) * eps. RMSprop with Keras' defaults (lr 1e-3, rho 0.9, eps 1e-7); "
+    "its first steps overshoot (log var jumps to ~38 for one step, so epoch 1's mean training loss is huge; "
+    "the seed's own loss plot starts at epoch 2).",
     data=DataConfig(name="mnist"),
     model=ModelConfig(encoder="keras-conv2", decoder="keras-conv2", latent_dim=2, likelihood="bernoulli"),
     objective=ObjectiveConfig(kl="analytic", beta=0.392),

@@ -15,4 +15,4 @@ def test_presets_lists_seed_and_parameter_counts(capsys):
 def test_datasets_reports_presence(capsys, tmp_path, cifar_root):
     assert main(["datasets", "--data-dir", str(cifar_root)]) == 0
     rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
-    assert "present" in rows["cifar10"] and "missing" in rows["mnist"] and "present" in rows["shapes"]
+    assert "present" in rows["cifar10"] and "missing" in rows["mnist"] and "no files to fetch" in rows["shapes"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 
 from ..data import dataset_status
+from ..data.catalog import DATASETS
 from ..models import build_model, count_parameters
 from ..presets import PRESETS
 from .args import add_data_dir
-
-NATIVE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("presets", help="list the presets with their seed and parameter count")
@@ -25,7 +23,7 @@ def presets(args: argparse.Namespace) -> int:
     for name in PRESETS.names():
         preset = PRESETS[name]
         cfg = preset.config
-        shape = NATIVE_SHAPES[cfg.data.name]
+        shape = DATASETS[cfg.data.name].image_shape
         params = count_parameters(build_model(cfg.model, cfg.objective, shape))
         print(f"{name:<12} {params:>10,} params  seed {preset.seed:<32} {preset.description}")
         if args.verbose:
@@ -35,6 +33,11 @@ def presets(args: argparse.Namespace) -> int:
 
 def datasets(args: argparse.Namespace) -> int:
     for row in dataset_status(args.data_dir):
-        state = "present" if row.present else "missing"
-        print(f"{row.name:<14} {state:<8} {row.description}  [{row.path or 'generated in code'}]")
+        if row.path is None:  # generated in code, or the user's own folder
+            state, where = "-", "no files to fetch"
+        else:
+            state, where = ("present" if row.present else "missing"), str(row.path)
+        sizes = f"{row.num_train}/{row.num_test}" if row.num_train else "-"
+        shape = "x".join(map(str, row.image_shape))
+        print(f"{row.name:<14} {state:<8} {shape:<8} {sizes:<12} {row.description}  [{where}]")
     return 0
