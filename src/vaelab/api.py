@@ -63,10 +63,11 @@ def train(preset: str | None = None, *, config: str | Path | None = None, out: s
     return Run(start_run(cfg, out=out, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log))
 
 
-def resume(run: str | Path, *, epochs: int | None = None, data_dir: str | Path | None = None,
-           progress: bool = True, callbacks=(), log=print) -> Run:
-    """Continue a run from its last checkpoint (to `epochs` in total when given)."""
-    return Run(resume_run(run, epochs=epochs, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log))
+def resume(run: str | Path, *, data_dir: str | Path | None = None, progress: bool = True, callbacks=(), log=print,
+           **overrides: Any) -> Run:
+    """Continue a run from its last checkpoint; `epochs=` (and other settings that do not alter results) may change."""
+    nested = nest_overrides({k: v for k, v in overrides.items() if v is not None})
+    return Run(resume_run(run, overrides=nested, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log))
 
 
 def load(run: str | Path, *, device: str = "cpu") -> VAE:

@@ -70,6 +70,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_batch_size: int = 1000
     sample_grid: int = 64  # fixed-noise samples drawn after every epoch
+    checkpoint_every: int | None = None  # also checkpoint every N steps (mid-epoch)
+    grad_clip: float | None = None  # clip the gradient's global norm to this
+    skip_grad_norm: float | None = None  # skip updates whose gradient norm is above this (VDVAE)
+    max_skips: int = 20  # stop after this many consecutive skipped (non-finite) updates
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,10 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.eval_batch_size >= 1, "train.eval_batch_size must be at least 1"),
         (cfg.train.epochs >= 0, "train.epochs must be >= 0"),
         (cfg.train.sample_grid >= 0, "train.sample_grid must be >= 0"),
+        (cfg.train.checkpoint_every is None or cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
+        (cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be positive"),
+        (cfg.train.skip_grad_norm is None or cfg.train.skip_grad_norm > 0, "train.skip_grad_norm must be positive"),
+        (cfg.train.max_skips >= 1, "train.max_skips must be at least 1"),
         (cfg.data.val_size >= 0, "data.val_size must be >= 0"),
         (cfg.data.limit is None or cfg.data.limit >= 1, "data.limit must be at least 1"),
         (cfg.data.image_size is None or cfg.data.image_size >= 4, "data.image_size must be at least 4"),
@@ -234,7 +242,15 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "device": ("train", "device"),
     "eval_batch_size": ("train", "eval_batch_size"),
     "sample_grid": ("train", "sample_grid"),
+    "checkpoint_every": ("train", "checkpoint_every"),
+    "grad_clip": ("train", "grad_clip"),
+    "skip_grad_norm": ("train", "skip_grad_norm"),
+    "max_skips": ("train", "max_skips"),
 }
+
+# Settings a resumed run may change: they do not alter the numbers it produces.
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device"), ("train", "eval_batch_size"),
+                     ("train", "checkpoint_every"), ("train", "max_skips")}
 
 
 def nest_overrides(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

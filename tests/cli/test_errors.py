@@ -64,8 +64,14 @@ def test_out_dir_holding_a_run_is_not_overwritten(capsys, tmp_path):
     assert (run / "checkpoint.safetensors").read_bytes() == before
 
 
-def test_resume_refuses_config_changes(capsys, tmp_path):
-    assert "only --epochs can change" in _one_line_error(capsys, ["train", "--resume", str(tmp_path), "--lr", "0.1"])
+def test_resume_refuses_config_changes_that_alter_results(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "mlp2", "--dataset", "shapes", "--image-size", "32", "--limit", "32",
+                 "--val-size", "16", "--epochs", "1", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    err = _one_line_error(capsys, ["train", "--resume", str(run), "--lr", "0.1", "--batch-size", "8"])
+    assert "train.lr (0.001 -> 0.1)" in err and "train.batch_size (64 -> 8)" in err
+    assert "--preset cannot be combined" in _one_line_error(capsys, ["train", "--resume", str(run), "--preset", "x"])
 
 
 def test_real_process_exit_code_and_stderr(tmp_path):

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import VaelabError
-from . import evaluate, info, train, use
+from ..errors import TrainingStopped, VaelabError
+from . import evaluate, info, plot, train, use
 
-COMMANDS = [train, use, evaluate, info]  # each adds its subparsers and sets `func`
+COMMANDS = [train, use, evaluate, info, plot]  # each adds its subparsers and sets `func`
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except TrainingStopped as e:
+        print(f"vaelab: {e}", file=sys.stderr)
+        return e.exit_code
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
         return 2

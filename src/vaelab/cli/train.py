@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..api import resolve_config
+from ..config import nest_overrides
 from ..errors import VaelabError
 from ..training.trainer import resume_run, start_run
 from .args import add_data_dir, non_negative_float, non_negative_int, positive_float, positive_int
@@ -39,24 +40,29 @@ def add_parsers(sub) -> None:
     g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None,
                    help="drop the partial last batch of each epoch")
     g.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    g.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="also checkpoint every N steps")
+    g.add_argument("--grad-clip", type=positive_float, help="clip the gradient's global norm to this")
+    g.add_argument("--skip-grad-norm", type=positive_float, help="skip updates whose gradient norm is above this")
+    g.add_argument("--max-skips", type=positive_int, help="stop after N skipped updates in a row (default 20)")
     p.set_defaults(func=run)
 
 
 OVERRIDES = ["dataset", "binarize", "image_size", "grayscale", "val_size", "limit", "latent_dim", "likelihood",
-             "sigma", "kl", "beta", "optimizer", "lr", "batch_size", "epochs", "seed", "drop_last", "device"]
+             "sigma", "kl", "beta", "optimizer", "lr", "batch_size", "epochs", "seed", "drop_last", "device",
+             "checkpoint_every", "grad_clip", "skip_grad_norm", "max_skips"]
 
 
 def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
+    flags = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.resume:
-        ignored = [k for k in OVERRIDES if k != "epochs" and getattr(args, k) is not None]
-        ignored += [flag for flag in ("preset", "config", "out") if getattr(args, flag)]
+        ignored = [flag for flag in ("preset", "config", "out") if getattr(args, flag)]
         if ignored:
-            raise VaelabError(f"--resume continues a run with its saved config; only --epochs can change "
-                              f"(got {', '.join(ignored)})")
-        resume_run(args.resume, epochs=args.epochs, data_dir=args.data_dir, progress=progress)
+            raise VaelabError(f"--resume continues a run with its saved config; --{ignored[0]} cannot be combined "
+                              f"with it")
+        resume_run(args.resume, overrides=nest_overrides(flags), data_dir=args.data_dir, progress=progress)
         return 0
-    cfg = resolve_config(args.preset, config=args.config, **{k: getattr(args, k) for k in OVERRIDES})
+    cfg = resolve_config(args.preset, config=args.config, **flags)
     path = start_run(cfg, out=args.out, data_dir=args.data_dir, progress=progress)
     print(f"done: {path}  (samples in {path / 'samples'}, checkpoint {path / 'checkpoint.safetensors'})")
     return 0

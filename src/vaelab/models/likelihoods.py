@@ -47,13 +47,17 @@ class Gaussian:
     """Gaussian with a fixed standard deviation sigma and mean sigmoid(out), in [0, 1] like the images.
 
     With sigma = 1, -log p(x|z) = 0.5 * sum (x - mean)^2 + (C*H*W/2) log(2 pi):
-    seed 001's "half summed squared error" plus a constant.
+    seed 001's "half summed squared error" plus a constant. `link="identity"`
+    makes the mean the raw output (a linear-Gaussian model has a closed-form p(x)).
     """
 
     params_per_channel = 1
 
-    def __init__(self, sigma: float = 1.0, **_: object) -> None:
+    def __init__(self, sigma: float = 1.0, link: str = "sigmoid", **_: object) -> None:
+        if link not in ("sigmoid", "identity"):
+            raise ValueError(f"unknown link {link!r}")
         self.sigma = sigma
+        self.link = link
         self._log_norm = math.log(sigma) + 0.5 * math.log(2 * math.pi)
 
     def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +65,7 @@ class Gaussian:
         return -(0.5 * z**2 + self._log_norm).sum(PIXEL_DIMS)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(out.float())
+        return torch.sigmoid(out.float()) if self.link == "sigmoid" else out.float()
 
     def sample(self, out: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         m = self.mean(out)

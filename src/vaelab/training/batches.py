@@ -54,9 +54,10 @@ class Batches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(n, generator=g)
 
-    def epoch(self, epoch: int = 0) -> Iterator[torch.Tensor]:
+    def epoch(self, epoch: int = 0, skip: int = 0) -> Iterator[torch.Tensor]:
+        """The batches of an epoch; `skip` leaves out the first batches (to resume mid-epoch)."""
         order = self.order(epoch).to(self.images.device)
-        for i in range(len(self)):
+        for i in range(skip, len(self)):
             x = self.images[order[i * self.batch_size:(i + 1) * self.batch_size]].float().div_(255.0)
             if self.dynamic_binarize:
                 x = torch.bernoulli(x)  # a fresh binarisation every time an image is seen

@@ -3,8 +3,10 @@
 Tensors:  model.<name>            weights and buffers (state_dict)
           optimizer.<i>.<key>     the optimiser's per-parameter tensors
           rng.torch, rng.cuda.<i> random generator states
-Metadata (strings): format, version, config (JSON), image_shape, epoch, step,
-          and the optimiser's non-tensor state (JSON).
+          progress.sums           running sums of the epoch in progress (mid-epoch saves)
+Metadata (strings): format, version, config (JSON), image_shape,
+          progress (JSON: where in the epoch the save was made), and the
+          optimiser's non-tensor state (JSON).
 
 Saving writes a temporary file in the same directory and renames it over the
 old one, so a crash mid-write leaves the previous checkpoint intact.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +34,46 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 
 
 @dataclass
+class Progress:
+    """Where training is: enough to resume mid-epoch exactly where it stopped."""
+
+    epoch: int = 0    # epochs finished
+    step: int = 0     # optimiser steps taken, skipped ones included
+    batch: int = 0    # batches done in the epoch in progress (0 at an epoch boundary)
+    seconds: float = 0.0  # training time spent in the epoch in progress
+    skipped: int = 0  # updates skipped by the numerical guards, in total
+    images: int = 0   # images of the epoch in progress whose update was applied
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
+    # sums: loss, elbo, recon, kl summed over those images
+
+
+@dataclass
 class Checkpoint:
     """What a checkpoint holds, already split back into its parts."""
 
     config: RunConfig
     image_shape: tuple[int, int, int]
-    epoch: int
-    step: int
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any] | None
     rng_state: dict[str, torch.Tensor]
     version: str
+    progress: Progress
+
+    @property
+    def epoch(self) -> int:
+        return self.progress.epoch
+
+    @property
+    def step(self) -> int:
+        return self.progress.step
 
 
 def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, epoch: int, step: int) -> None:
+                    optimizer: torch.optim.Optimizer | None, progress: Progress) -> None:
     """Write the checkpoint atomically (temp file + rename)."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors["progress.sums"] = progress.sums.detach().double().cpu()
     opt_meta: dict[str, Any] | None = None
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -71,8 +95,7 @@ def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: 
         "version": __version__,
         "config": json.dumps(to_dict(config)),
         "image_shape": json.dumps(list(image_shape)),
-        "epoch": str(epoch),
-        "step": str(step),
+        "progress": json.dumps({k: v for k, v in asdict(progress).items() if k != "sums"}),
         "optimizer": json.dumps(opt_meta),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,10 +136,12 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
     try:
         config = from_dict(json.loads(metadata["config"]))
         image_shape = tuple(int(v) for v in json.loads(metadata["image_shape"]))
-        epoch, step = int(metadata["epoch"]), int(metadata["step"])
         opt_meta = json.loads(metadata["optimizer"])
+        progress = Progress(**json.loads(metadata["progress"]))
     except (KeyError, ValueError, TypeError) as e:
         raise VaelabError(f"{path} has damaged metadata ({e})") from None
+    if "progress.sums" in tensors:
+        progress.sums = tensors["progress.sums"]
 
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     rng_state = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
@@ -132,8 +157,8 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
         groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
                   for g in opt_meta["param_groups"]]
         optimizer_state = {"state": state, "param_groups": groups}
-    return Checkpoint(config, image_shape, epoch, step, model_state, optimizer_state, rng_state,
-                      metadata.get("version", "?"))
+    return Checkpoint(config, image_shape, model_state, optimizer_state, rng_state, metadata.get("version", "?"),
+                      progress)
 
 
 def load_model_state(model: torch.nn.Module, ckpt: Checkpoint, where: str = "checkpoint") -> None:

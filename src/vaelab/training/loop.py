@@ -9,76 +9,114 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import RunConfig
+from ..errors import TrainingStopped
 from ..evaluation.elbo import evaluate_elbo
 from ..models.vae import VAE
 from ..viz.grid import save_grid
 from .batches import Batches
-from .checkpoint import save_checkpoint
+from .checkpoint import Progress, save_checkpoint
 from .data import Splits
 from .rundir import RunDir
+from .signals import StopRequests
 from .step import train_step
 
 EpochCallback = Callable[[int, dict, VAE], None]
+TERMS = ("loss", "elbo", "recon", "kl")
 
 
 def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunConfig, run: RunDir, *,
-        start_epoch: int = 0, step: int = 0, callbacks: Iterable[EpochCallback] = (),
-        progress: bool = True, log: Callable[[str], None] = print) -> int:
-    """Train from `start_epoch` to `cfg.train.epochs`; returns the number of steps taken in total.
+        progress: Progress | None = None, callbacks: Iterable[EpochCallback] = (),
+        show_progress: bool = True, log: Callable[[str], None] = print) -> Progress:
+    """Train from `progress` (a fresh start when None) to `cfg.train.epochs`.
 
     After every epoch: validation ELBO, one line on the console and in
     metrics.jsonl, a fixed-noise sample grid, and an atomic checkpoint, in
-    that order (so a crash can lose at most the epoch in progress).
+    that order; with `checkpoint_every`, also every N steps. A SIGINT or
+    SIGTERM finishes the step in progress, checkpoints and raises
+    `TrainingStopped`. Updates with a non-finite loss or gradient are skipped
+    (counted); `max_skips` of them in a row stop the run.
     """
     tc = cfg.train
+    p = progress or Progress()
     device = model.device
     dynamic = cfg.data.binarize == "dynamic"
     train = Batches(splits.train.images, tc.batch_size, device=device, shuffle=True,
                     drop_last=tc.drop_last, dynamic_binarize=dynamic, seed=tc.seed)
     # The same noise every epoch shows how one set of samples improves (as seed 003 does).
     fixed_z = model.prior.sample(tc.sample_grid, generator=torch.Generator().manual_seed(tc.seed)).to(device)
-    if start_epoch == 0 and tc.sample_grid:
+    if p.epoch == 0 and p.batch == 0 and tc.sample_grid:
         _save_samples(model, fixed_z, run.sample_path(0))
 
-    for epoch in range(start_epoch + 1, tc.epochs + 1):
-        model.train()
-        sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, elbo, recon, kl summed over images
-        start = time.perf_counter()
-        bar = tqdm(train.epoch(epoch), total=len(train), desc=f"epoch {epoch}/{tc.epochs}", unit="batch",
-                   leave=False, disable=None if progress else True)
-        for i, x in enumerate(bar):
-            terms = train_step(model, optimizer, x)
-            sums += torch.stack([terms[k].sum() for k in ("loss", "elbo", "recon", "kl")]).double()
-            step += 1
-            if i % 50 == 0 and not bar.disable:  # the only host sync in the epoch
-                bar.set_postfix(loss=f"{terms['loss'].mean().item():.2f}")
-        loss, elbo, recon, kl = (sums / train.num_images).tolist()
-        seconds = time.perf_counter() - start
-
-        val = evaluate_elbo(model, splits.val.images, batch_size=tc.eval_batch_size,
-                            dynamic_binarize=dynamic, seed=tc.seed)
-        record = {
-            "epoch": epoch, "step": step,
-            "train_loss": loss, "train_elbo": elbo, "train_recon": recon, "train_kl": kl,
-            "val_split": splits.val_name, "val_elbo": val["elbo"], "val_recon": val["recon"], "val_kl": val["kl"],
-            "seconds": seconds, "images_per_s": train.num_images / seconds,
-        }
-        log(format_epoch(record))
-        run.append_metrics(record)
-        if tc.sample_grid:
-            _save_samples(model, fixed_z, run.sample_path(epoch))
+    def checkpoint() -> None:
         save_checkpoint(run.checkpoint_path, config=cfg, image_shape=model.image_shape, model=model,
-                        optimizer=optimizer, epoch=epoch, step=step)
-        for callback in callbacks:
-            callback(epoch, record, model)
-    return step
+                        optimizer=optimizer, progress=p)
+
+    with StopRequests() as stop:
+        for epoch in range(p.epoch + 1, tc.epochs + 1):
+            model.train()
+            sums = p.sums.to(device)  # loss, elbo, recon, kl summed over the images of applied steps
+            consecutive_skips = 0
+            start = time.perf_counter() - p.seconds
+            bar = tqdm(train.epoch(epoch, skip=p.batch), total=len(train), initial=p.batch, unit="batch",
+                       desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=None if show_progress else True)
+            for x in bar:
+                terms, applied = train_step(model, optimizer, x, grad_clip=tc.grad_clip,
+                                            skip_grad_norm=tc.skip_grad_norm)
+                p.step, p.batch = p.step + 1, p.batch + 1
+                if applied:
+                    consecutive_skips = 0
+                    sums += torch.stack([terms[k].sum() for k in TERMS]).double()
+                    p.images += len(x)
+                else:
+                    p.skipped, consecutive_skips = p.skipped + 1, consecutive_skips + 1
+                    if consecutive_skips >= tc.max_skips:
+                        raise TrainingStopped(
+                            f"training diverged: {consecutive_skips} updates in a row had a non-finite (or too "
+                            f"large) gradient, at step {p.step}; the last checkpoint in {run.path} is kept. "
+                            f"Try a lower --lr or --grad-clip")
+                if p.batch % 50 == 1 and not bar.disable:  # the only host sync in the epoch, besides the guard
+                    bar.set_postfix(loss=f"{terms['loss'].mean().item():.2f}", skipped=p.skipped)
+                if stop.requested or (tc.checkpoint_every and p.step % tc.checkpoint_every == 0):
+                    p.sums, p.seconds = sums.cpu(), time.perf_counter() - start
+                    checkpoint()
+                    if stop.requested:
+                        raise TrainingStopped(f"stopped by {stop.requested} at epoch {epoch}, step {p.step}; "
+                                              f"continue with: vaelab train --resume {run.path}",
+                                              exit_code=stop.exit_code)
+            seconds = time.perf_counter() - start
+            record = _epoch_record(epoch, p, sums, seconds, model, splits, cfg)
+            log(format_epoch(record))
+            run.append_metrics(record)
+            if tc.sample_grid:
+                _save_samples(model, fixed_z, run.sample_path(epoch))
+            p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
+            checkpoint()
+            for callback in callbacks:
+                callback(epoch, record, model)
+    return p
+
+
+def _epoch_record(epoch: int, p: Progress, sums: torch.Tensor, seconds: float, model: VAE, splits: Splits,
+                  cfg: RunConfig) -> dict:
+    """The metrics line of a finished epoch: training means, the validation ELBO, timing."""
+    images = p.images
+    loss, elbo, recon, kl = (v / images if images else float("nan") for v in sums.tolist())
+    val = evaluate_elbo(model, splits.val.images, batch_size=cfg.train.eval_batch_size,
+                        dynamic_binarize=cfg.data.binarize == "dynamic", seed=cfg.train.seed)
+    return {
+        "epoch": epoch, "step": p.step, "skipped_steps": p.skipped,
+        "train_loss": loss, "train_elbo": elbo, "train_recon": recon, "train_kl": kl,
+        "val_split": splits.val_name, "val_elbo": val["elbo"], "val_recon": val["recon"], "val_kl": val["kl"],
+        "seconds": seconds, "images_per_s": images / seconds if seconds > 0 else float("nan"),
+    }
 
 
 def format_epoch(r: dict) -> str:
     """`epoch N  train -ELBO …  val ELBO …  (recon …, KL …)  T s  R img/s`."""
+    skipped = f"  {r['skipped_steps']} skipped" if r.get("skipped_steps") else ""
     return (f"epoch {r['epoch']}  train -ELBO {-r['train_elbo']:.2f}  {r['val_split']} ELBO {r['val_elbo']:.2f}  "
             f"(recon {r['val_recon']:.2f}, KL {r['val_kl']:.2f})  {r['seconds']:.1f} s  "
-            f"{r['images_per_s']:.0f} img/s")
+            f"{r['images_per_s']:.0f} img/s{skipped}")
 
 
 def _save_samples(model: VAE, z: torch.Tensor, path) -> None:

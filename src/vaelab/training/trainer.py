@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 
-from ..config import RunConfig
+from ..config import RESUMABLE_CHANGES, SECTIONS, RunConfig, apply_overrides, to_dict
 from ..errors import VaelabError
 from ..models.vae import VAE, build_model
 from .checkpoint import load_checkpoint, load_model_state, restore_rng
@@ -34,19 +33,27 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
     run.write_config(cfg)
     log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
         f"{splits.val_name} images, {device}) into {run.path}")
-    fit(model, optimizer, splits, cfg, run, callbacks=callbacks, progress=progress, log=log)
+    fit(model, optimizer, splits, cfg, run, callbacks=callbacks, show_progress=progress, log=log)
     return run.path
 
 
-def resume_run(path: str | Path, *, epochs: int | None = None, data_dir=None,
+def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None,
                callbacks: Iterable[EpochCallback] = (), progress: bool = True,
                log: Callable[[str], None] = print) -> Path:
-    """Continue a run from its last checkpoint, optionally to a larger number of epochs."""
+    """Continue a run from its last checkpoint, exactly where it stopped.
+
+    `overrides` (nested, as `apply_overrides` takes) may only change settings
+    that do not alter the results, such as more epochs; anything else is refused.
+    """
     ckpt = load_checkpoint(path)
     run = RunDir(Path(path) if Path(path).is_dir() else Path(path).parent)
-    cfg = ckpt.config
-    if epochs is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    cfg = apply_overrides(ckpt.config, overrides or {})
+    changed = config_diff(ckpt.config, cfg)
+    refused = [f"{section}.{key} ({old!r} -> {new!r})" for (section, key), (old, new) in changed.items()
+               if (section, key) not in RESUMABLE_CHANGES]
+    if refused:
+        raise VaelabError(f"--resume would change {', '.join(refused)}, which alters the results; "
+                          f"start a new run with --out instead")
     if ckpt.epoch >= cfg.train.epochs:
         log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
         return run.path
@@ -60,10 +67,23 @@ def resume_run(path: str | Path, *, epochs: int | None = None, data_dir=None,
     restore_rng(ckpt.rng_state)
     run.keep_metrics_through(ckpt.epoch)
     run.write_config(cfg)
-    log(f"resuming {run.path} at epoch {ckpt.epoch + 1} of {cfg.train.epochs}")
-    fit(model, optimizer, splits, cfg, run, start_epoch=ckpt.epoch, step=ckpt.step,
-        callbacks=callbacks, progress=progress, log=log)
+    where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
+    log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs}")
+    fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
+        show_progress=progress, log=log)
     return run.path
+
+
+def config_diff(old: RunConfig, new: RunConfig) -> dict[tuple[str, str], tuple]:
+    """{(section, key): (old, new)} for every setting that differs."""
+    a, b = to_dict(old), to_dict(new)
+    diff = {}
+    for section in SECTIONS:
+        for key in set(a.get(section, {})) | set(b.get(section, {})):
+            x, y = a.get(section, {}).get(key), b.get(section, {}).get(key)
+            if x != y:
+                diff[(section, key)] = (x, y)
+    return diff
 
 
 def load_model(run: str | Path, *, device: str = "cpu") -> VAE:
