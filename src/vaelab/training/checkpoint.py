@@ -137,7 +137,8 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
         config = from_dict(json.loads(metadata["config"]))
         image_shape = tuple(int(v) for v in json.loads(metadata["image_shape"]))
         opt_meta = json.loads(metadata["optimizer"])
-        progress = Progress(**json.loads(metadata["progress"]))
+        progress = (Progress(**json.loads(metadata["progress"])) if "progress" in metadata  # vaelab < 0.1.0 final
+                    else Progress(epoch=int(metadata["epoch"]), step=int(metadata["step"])))
     except (KeyError, ValueError, TypeError) as e:
         raise VaelabError(f"{path} has damaged metadata ({e})") from None
     if "progress.sums" in tensors:

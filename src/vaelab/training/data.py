@@ -28,8 +28,26 @@ def load_split(cfg: DataConfig, split: str, data_dir=None) -> ImageSet:
     return images
 
 
+def select_classes(images: ImageSet, classes, dataset: str) -> ImageSet:
+    """The images whose label is one of `classes` (a one-line error when that cannot be done)."""
+    if images.labels is None:
+        raise VaelabError(f"{dataset} has no labels, so it cannot be filtered by class (data.classes)")
+    known = len(images.class_names) if images.class_names else int(images.labels.max()) + 1
+    unknown = sorted(c for c in set(classes) if not 0 <= c < known)
+    if unknown:
+        raise VaelabError(f"{dataset} has labels 0..{known - 1}; no class {', '.join(map(str, unknown))}")
+    kept = images.subset(torch.isin(images.labels, torch.tensor(sorted(set(classes)))))
+    if len(kept) == 0:
+        raise VaelabError(f"{dataset} has no images of class {', '.join(map(str, classes))} in this split")
+    return kept
+
+
 def prepare_splits(cfg: DataConfig, data_dir=None) -> Splits:
-    """Train and validation sets: validation is a seeded random carve-out of train (or the test set)."""
+    """Train and validation sets: validation is a seeded random carve-out of train (or the test set).
+
+    With data.classes, both keep only those labels; the carve-out is made first,
+    so the validation images are the same ones an unfiltered run holds out.
+    """
     full = load_split(cfg, "train", data_dir)
     if cfg.val_size == 0:
         train, val, val_name = full, load_split(cfg, "test", data_dir), "test"
@@ -41,6 +59,8 @@ def prepare_splits(cfg: DataConfig, data_dir=None) -> Splits:
         val = full.subset(perm[:cfg.val_size].sort().values)
         train = full.subset(perm[cfg.val_size:].sort().values)
         val_name = "val"
+    if cfg.classes is not None:
+        train, val = select_classes(train, cfg.classes, cfg.name), select_classes(val, cfg.classes, cfg.name)
     if cfg.limit is not None:
         train = train.subset(torch.arange(min(cfg.limit, len(train))))
     return Splits(train, val, val_name)

@@ -47,8 +47,8 @@ class RunDir:
         write_text_atomic(self.config_path, to_toml(cfg))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        """Rewrite the (small) file atomically, so a kill mid-write never leaves half a line."""
+        self._write_metrics([*self.read_metrics(), record])
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -57,8 +57,15 @@ class RunDir:
 
     def keep_metrics_through(self, epoch: int) -> None:
         """Drop lines for epochs after `epoch` (written after the last checkpoint, before a crash)."""
-        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= epoch]
-        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        self._write_metrics([r for r in self.read_metrics() if r.get("epoch", 0) <= epoch])
+
+    def _write_metrics(self, records: list[dict[str, Any]]) -> None:
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+
+    def remove_stale_temp_files(self) -> None:
+        """Temp files of writes that a kill interrupted (the files they were replacing are intact)."""
+        for tmp in self.path.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

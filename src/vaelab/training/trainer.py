@@ -65,6 +65,7 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
     if ckpt.optimizer_state is not None:
         optimizer.load_state_dict(ckpt.optimizer_state)
     restore_rng(ckpt.rng_state)
+    run.remove_stale_temp_files()
     run.keep_metrics_through(ckpt.epoch)
     run.write_config(cfg)
     where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""

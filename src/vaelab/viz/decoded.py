@@ -1,0 +1,180 @@
+"""Pictures made of decoded images: reconstructions, samples, the manifold, interpolations, traversals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import VaelabError
+from .context import PlotContext, Skip
+from .figures import Block, image_figure, save_figure
+from .geometry import lerp, linear_grid, quantile_grid, rank_dims, slerp
+
+RECON_COLS, RECON_GROUPS = 12, 2
+SAMPLES = 64
+PAIRS, STEPS = 4, 10
+TRAVERSAL_DIMS, TRAVERSAL_STEPS, TRAVERSAL_LIMIT = 10, 11, 3.0
+
+
+def plot_reconstructions(ctx: PlotContext, path: Path) -> Path:
+    """Test originals over their reconstructions via z = μ and via a sampled z ~ q(z|x) (seed 004)."""
+    n = min(RECON_COLS * RECON_GROUPS, len(ctx.test))
+    ncol = min(RECON_COLS, n)
+    q = ctx.posterior
+    x = ctx.floats(slice(0, n))
+    mu = q.mu[:n]
+    eps = torch.randn(mu.shape, generator=ctx.generator("reconstructions"))
+    via_mu, via_sample = ctx.decode(mu), ctx.decode(mu + q.std[:n] * eps)
+    blocks = []
+    for start in range(0, n, ncol):
+        part = slice(start, min(start + ncol, n))
+        rows = [_pad(t[part], ncol) for t in (x, via_mu, via_sample)]
+        blocks.append(Block(torch.cat(rows), ncol, ["original", "recon, z = μ", "recon, z ~ q(z|x)"]))
+    fig = image_figure(blocks, title=f"{n} test images and their reconstructions")
+    return save_figure(fig, path)
+
+
+def plot_samples(ctx: PlotContext, path: Path) -> Path:
+    """64 new images decoded from z ~ N(0, I)."""
+    z = torch.randn(SAMPLES, ctx.model.latent_dim, generator=ctx.generator("samples"))
+    fig = image_figure([Block(ctx.decode(z), 8)], title=f"{SAMPLES} samples, z ~ N(0, I) (seed {ctx.seed})")
+    return save_figure(fig, path)
+
+
+def manifold_dims(ctx: PlotContext) -> tuple[int, int] | tuple[int]:
+    """The latent dims the manifold sweeps: --dims, else (0, 1) for 2-D, else the two with the largest KL."""
+    d = ctx.model.latent_dim
+    if ctx.dims is not None:
+        return ctx.dims
+    if d == 1:
+        return (0,)
+    if d == 2:
+        return (0, 1)
+    first, second = rank_dims(ctx.kl_per_dim)[:2]
+    return (first, second)
+
+
+def manifold_values(n: int, latent_range: float | None) -> torch.Tensor:
+    """The n latent values along each manifold axis: Gaussian quantiles 5%..95%, or linear over [-R, R]."""
+    return quantile_grid(n) if latent_range is None else linear_grid(n, latent_range)
+
+
+def plot_manifold(ctx: PlotContext, path: Path) -> Path:
+    """Images decoded on an n x n grid over two latent dims, the others at 0 (seeds 002, 003, 004).
+
+    z[i] grows left to right and z[j] bottom to top, like the axes of the latent scatter.
+    """
+    _, h, w = ctx.image_shape
+    n = 20 if max(h, w) <= 32 else max(6, 640 // max(h, w))
+    values = manifold_values(n, ctx.latent_range)
+    dims = manifold_dims(ctx)
+    d = ctx.model.latent_dim
+    where = ("at Gaussian quantiles 5%–95%" if ctx.latent_range is None
+             else f"on a linear grid over [−{ctx.latent_range:g}, {ctx.latent_range:g}]")
+    ticks = [_number(v) for v in values.tolist()]
+    if len(dims) == 1:
+        z = torch.zeros(n, d)
+        z[:, dims[0]] = values
+        fig = image_figure([Block(ctx.decode(z), n)], title=f"Latent manifold: z[{dims[0]}] {where}",
+                           col_labels=ticks, xlabel=f"z[{dims[0]}]")
+        return save_figure(fig, path)
+    i, j = dims
+    z = torch.zeros(n, n, d)
+    z[:, :, i] = values[None, :]  # columns: z[i] ascending
+    z[:, :, j] = values.flip(0)[:, None]  # rows: z[j] descending, so it grows upwards
+    title = f"Latent manifold over z[{i}] × z[{j}] {where}"
+    if d > 2:
+        why = "chosen" if ctx.dims is not None else "largest KL"
+        title += f"\n(dims {i} and {j}: {why}; the other {d - 2} dims at 0)"
+    fig = image_figure([Block(ctx.decode(z.reshape(n * n, d)), n, ticks[::-1])], title=title,
+                       col_labels=ticks, xlabel=f"z[{i}]", ylabel=f"z[{j}]")
+    return save_figure(fig, path)
+
+
+def interpolation_pairs(ctx: PlotContext, count: int) -> list[tuple[int, int]]:
+    """Random pairs of distinct test images, of different labels when the set has labels."""
+    n = len(ctx.test)
+    labels = ctx.test.labels
+    order = torch.randperm(n, generator=ctx.generator("interpolation")).tolist()
+    pairs, used = [], set()
+    for a in order:
+        if len(pairs) == count:
+            break
+        if a in used:
+            continue
+        b = next((b for b in order if b != a and b not in used and (labels is None or labels[b] != labels[a])), None)
+        if b is not None:
+            pairs.append((a, b))
+            used |= {a, b}
+    return pairs
+
+
+def plot_interpolation(ctx: PlotContext, path: Path) -> Path:
+    """Decoded paths between the μ of two test images: linear and spherical (slerp), originals at the ends."""
+    pairs = interpolation_pairs(ctx, PAIRS)
+    if not pairs:
+        raise Skip("it needs at least two test images")
+    mu = ctx.posterior.mu
+    t = torch.linspace(0, 1, STEPS)
+    blocks = []
+    for k, (a, b) in enumerate(pairs):
+        ends = ctx.floats(torch.tensor([a, b]))
+        rows = []
+        for path_fn in (lerp, slerp):
+            decoded = ctx.decode(path_fn(mu[a], mu[b], t))
+            rows.append(torch.cat([ends[:1], decoded, ends[1:]]))
+        names = (ctx.class_name(a), ctx.class_name(b))
+        what = f"{names[0]} → {names[1]}" if names[0] is not None else f"pair {k + 1}"
+        blocks.append(Block(torch.cat(rows), STEPS + 2, [f"{what}: linear", f"{what}: slerp"]))
+    cols = ["A"] + [_number(v, 2) for v in t.tolist()] + ["B"]
+    fig = image_figure(blocks, title="Interpolation between test images in latent space (between their μ)",
+                       col_labels=cols, xlabel="A, B: the two test images; in between: decoded at weight t from A to B")
+    return save_figure(fig, path)
+
+
+def plot_traversals(ctx: PlotContext, path: Path) -> Path:
+    """Each latent dim (the most active ones first, up to 10) swept over [-3, 3], the others at the μ of
+    the first test image drawn."""
+    d = ctx.model.latent_dim
+    kl = ctx.kl_per_dim
+    dims = rank_dims(kl)[:TRAVERSAL_DIMS]
+    base = ctx.posterior.mu[0]
+    values = torch.linspace(-TRAVERSAL_LIMIT, TRAVERSAL_LIMIT, TRAVERSAL_STEPS)
+    z = base.repeat(len(dims), TRAVERSAL_STEPS, 1)  # (dims, steps, D)
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = values
+    labels = [f"z[{dim}] (KL {float(kl[dim]):.2f})" for dim in dims]
+    which = ({1: "the one dim", 2: "both dims"}.get(d, f"all {d} dims") if len(dims) == d
+             else f"the {len(dims)} dims (of {d}) with the largest KL")
+    name = ctx.class_name(0)
+    image = Block(torch.cat([ctx.floats(slice(0, 1)), ctx.decode(base[None])]), 2, ["test image, recon"])
+    fig = image_figure([image, Block(ctx.decode(z.reshape(-1, d)), TRAVERSAL_STEPS, labels)],
+                       title=f"Latent traversals: {which}, the others at the μ of a test image"
+                             + (f" (label {name})" if name is not None else ""),
+                       col_labels=[_number(v) for v in values.tolist()], xlabel="value of the swept dim")
+    return save_figure(fig, path)
+
+
+def check_dims(dims: tuple[int, ...] | None, latent_dim: int) -> None:
+    """--dims must name two different dims that the latent has."""
+    if dims is None:
+        return
+    if len(dims) != 2 or dims[0] == dims[1]:
+        raise VaelabError(f"--dims wants two different latent dims such as 0,1, got {','.join(map(str, dims))}")
+    bad = [k for k in dims if not 0 <= k < latent_dim]
+    if bad:
+        raise VaelabError(f"--dims {bad[0]} is out of range: the latent has {latent_dim} dims (0..{latent_dim - 1})")
+
+
+def _pad(images: torch.Tensor, ncol: int) -> torch.Tensor:
+    """Fill a short last row with white images."""
+    if len(images) == ncol:
+        return images
+    return torch.cat([images, images.new_ones(ncol - len(images), *images.shape[1:])])
+
+
+def _number(value: float, digits: int = 1) -> str:
+    """A short tick label: 0.6, -1.2, 0 (never -0.0 or 1.2e-07)."""
+    text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
