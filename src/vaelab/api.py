@@ -6,23 +6,32 @@
     images = model.sample(64)                                # (64, 1, 28, 28) in [0, 1]
     q = model.encode(images)                                 # q.mu, q.logvar: (64, 2)
     print(vaelab.evaluate("runs/demo", split="test"))        # {'split': 'test', 'n': 10000, 'elbo': ...}
+    scores = vaelab.anomaly_scores("runs/demo", dataset="fashion-mnist", score="iwae")  # higher = more anomalous
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import torch
 
 from .config import RunConfig, apply_overrides, nest_overrides, read_toml
+from .data import load_images
 from .errors import VaelabError
-from .evaluation.elbo import evaluate_elbo
+from .evaluation import anomaly as _anomaly
+from .evaluation.classifier import load_or_train
+from .evaluation.summary import MIN_FRECHET_N, evaluate_model
 from .models.vae import VAE
 from .presets import DEFAULT_PRESET, PRESETS
+from .training.batches import binarize_static
 from .training.checkpoint import load_checkpoint
-from .training.data import load_split
-from .training.rundir import RunDir
+from .training.data import load_split, select_classes
+from .training.rundir import RunDir, write_text_atomic
 from .training.trainer import load_model, resume_run, start_run
 
 
@@ -76,19 +85,71 @@ def load(run: str | Path, *, device: str = "cpu") -> VAE:
 
 
 def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, seed: int = 0,
-             batch_size: int | None = None, data_dir: str | Path | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Mean test (or train) ELBO, recon and KL in nats per image; deterministic for a given seed."""
+             batch_size: int | None = None, data_dir: str | Path | None = None, device: str = "cpu",
+             iwae_k: int = 100, chunk: int | None = None, frechet: bool = True, frechet_n: int = 5000,
+             cache_dir: str | Path | None = None, classifier_epochs: int = 2, classifier_limit: int | None = None,
+             write: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure a run on a split; returns one flat dict and (with `write`) saves it as RUN/eval.json.
+
+    Keys: split, n, seed, elbo / recon / kl (analytic KL, one z per image),
+    k and nll_iwae (-mean IWAE bound with k samples; iwae_k=0 skips it),
+    iwae_gap (-elbo - nll_iwae >= 0: how much tighter the IWAE bound is),
+    bits_per_dim (+ _from, _note; null unless the data is binarised and the
+    likelihood Bernoulli), recon_mse (z = mu, [0, 1] pixels), latent_dim,
+    active_units, kl_per_dim, frechet_distance (+ _n, _classifier,
+    _classifier_accuracy, _note), and dataset, preset, classes. A run trained
+    on some classes (data.classes) is measured on those classes of the split.
+
+    The Fréchet distance compares min(n, frechet_n) samples with as many
+    split images in the features of a small CNN that vaelab trains on the
+    dataset once and caches (see `vaelab.evaluation.classifier`): comparable
+    only between runs on the same dataset with the same classifier file
+    (`frechet_classifier`) and n, never with Inception FIDs from papers. `chunk` bounds the (image, sample) pairs
+    decoded at once (default 256 on CPU, 4096 on CUDA); it changes memory and
+    speed, not the numbers. Deterministic for a given seed and device.
+    """
     if split not in ("train", "test"):
         raise VaelabError(f"split must be 'train' or 'test', not {split!r}")
-    if limit is not None and limit < 1:
-        raise VaelabError("--limit must be at least 1")
+    for name, value, least in (("limit", limit, 1), ("iwae_k", iwae_k, 0), ("chunk", chunk, 1),
+                               ("frechet_n", frechet_n, 1), ("batch_size", batch_size, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise VaelabError(f"{name} must be a whole number >= {least}, got {value!r}")
     model = load_model(run, device=device)
     cfg: RunConfig = model.config
-    images = load_split(cfg.data, split, data_dir).images
-    images = images[:limit] if limit is not None else images
-    result = evaluate_elbo(model, images, batch_size=batch_size or cfg.train.eval_batch_size,
-                           dynamic_binarize=cfg.data.binarize == "dynamic", seed=seed)
-    return {"split": split, **result}
+    data = load_split(cfg.data, split, data_dir)
+    if cfg.data.classes is not None:
+        data = select_classes(data, cfg.data.classes, cfg.data.name)
+    images = data.images[:limit] if limit is not None else data.images
+
+    classifier, note = None, "skipped (--no-frechet)"
+    if frechet and min(len(images), frechet_n) < MIN_FRECHET_N:
+        note = f"needs at least {MIN_FRECHET_N} images, got {min(len(images), frechet_n)}"
+    elif frechet:
+        classifier, note = _frechet_classifier(cfg, data_dir, cache_dir, classifier_epochs, classifier_limit,
+                                               device, log)
+    result = evaluate_model(model, images, binarize=cfg.data.binarize, likelihood=cfg.model.likelihood,
+                            k=iwae_k, chunk=chunk, batch_size=batch_size or cfg.train.eval_batch_size, seed=seed,
+                            classifier=classifier, frechet_n=frechet_n, frechet_note=note)
+    result = {"split": split, **result, "dataset": cfg.data.name, "preset": cfg.preset,
+              "classes": list(cfg.data.classes) if cfg.data.classes is not None else None}
+    if write:
+        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+        write_text_atomic(run_dir / "eval.json", json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _frechet_classifier(cfg: RunConfig, data_dir, cache_dir, epochs: int, train_limit: int | None, device: str,
+                        log) -> tuple[Any, str | None]:
+    """The dataset's cached classifier, or (None, why there is none)."""
+    raw = dataclasses.replace(cfg.data, binarize="none")  # the dataset as it is, every class
+    train = load_split(raw, "train", data_dir)
+    if train.labels is None:
+        return None, f"{raw.name} has no labels to train the feature classifier on"
+    test = load_split(raw, "test", data_dir)
+    if test.labels is None or len(torch.unique(train.labels)) < 2:
+        return None, f"{raw.name} needs at least two labelled classes to train the feature classifier on"
+    return load_or_train(raw.name, train, test, cache_dir=cache_dir, epochs=epochs, train_limit=train_limit,
+                         device=device, log=log), None
 
 
 def presets() -> dict[str, RunConfig]:
@@ -96,4 +157,88 @@ def presets() -> dict[str, RunConfig]:
     return {name: PRESETS[name].config for name in PRESETS.names()}
 
 
-__all__ = ["Run", "evaluate", "load", "presets", "resolve_config", "resume", "train"]
+def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, dataset: str | None = None,
+                   split: str = "test", score: str = "elbo", k: int = 100, limit: int | None = None,
+                   normal_classes=None, output: str | Path | None = None, seed: int = 0,
+                   batch_size: int | None = None, chunk: int | None = None, data_dir: str | Path | None = None,
+                   device: str = "cpu") -> _anomaly.AnomalyResult:
+    """Anomaly score per image (higher = more anomalous): -ELBO or -IWAE_k in nats under a trained run.
+
+    Images come from `input_dir` (every image file under it, resized to the
+    run's image shape, grey or RGB as the run is) or from a `dataset` split.
+    They are preprocessed as the run's training data was (binarised when the
+    run binarises). With `normal_classes` (label values) on labelled images,
+    `auroc` is the AUROC of the scores separating the other classes
+    (anomalies) from the normal ones. `output` writes a CSV (index, file
+    when from a folder, label when known, score).
+    """
+    if (input_dir is None) == (dataset is None):
+        raise VaelabError("give exactly one of --input DIR and --dataset NAME")
+    if score not in _anomaly.SCORES:
+        raise VaelabError(f"unknown score {score!r} (known: {', '.join(_anomaly.SCORES)})")
+    for name, value in (("k", k), ("limit", limit), ("chunk", chunk), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise VaelabError(f"{name} must be a whole number >= 1, got {value!r}")
+    model = load_model(run, device=device)
+    cfg: RunConfig = model.config
+    c, h, w = model.image_shape
+    files = None
+    if input_dir is not None:
+        images, files, labels = _anomaly.read_image_folder(input_dir, model.image_shape)
+    else:
+        resizable = dataset.startswith(("folder:", "shapes"))
+        data = load_images(dataset, split, data_dir=data_dir, image_size=h if resizable else None,
+                           grayscale=dataset.startswith("folder:") and c == 1)
+        if data.image_shape != tuple(model.image_shape):
+            raise VaelabError(f"{dataset} images are {'x'.join(map(str, data.image_shape))} but the run's model "
+                              f"takes {'x'.join(map(str, model.image_shape))}")
+        images, labels = data.images, data.labels
+    if limit is not None:
+        images, files = images[:limit], files[:limit] if files else None
+        labels = labels[:limit] if labels is not None else None
+    if cfg.data.binarize == "static":
+        images = binarize_static(images)
+
+    auroc, normal = None, None
+    if normal_classes is not None:
+        normal = tuple(int(v) for v in normal_classes)
+        if labels is None:
+            raise VaelabError("--normal-classes needs labelled images (a labelled dataset, or class subfolders)")
+        anomalous = ~torch.isin(labels, torch.tensor(normal))
+        if anomalous.all() or not anomalous.any():
+            raise VaelabError(f"--normal-classes {','.join(map(str, normal))} leaves "
+                              f"{'no normal' if anomalous.all() else 'no anomalous'} images to compare")
+    scores = _anomaly.anomaly_scores(model, images, score=score, k=k, chunk=chunk,
+                                     batch_size=batch_size or cfg.train.eval_batch_size, seed=seed,
+                                     dynamic_binarize=cfg.data.binarize == "dynamic")
+    if normal is not None:
+        auroc = _anomaly.auroc(scores, anomalous)
+    result = _anomaly.AnomalyResult(scores, score, k if score == "iwae" else None, labels, files, normal, auroc)
+    if output is not None:
+        result = dataclasses.replace(result, output=_anomaly.write_csv(result, output))
+    return result
+
+
+__all__ = ["Run", "anomaly_scores", "evaluate", "load", "presets", "resolve_config", "resume", "train"]
+
+
+def plot(run: str | Path, **options: Any) -> list[Path]:
+    """Every picture of a run into RUN/plots/ (see `vaelab.viz.plot_run` for the options)."""
+    from .viz import plot_run
+
+    return plot_run(run, **options)
+
+
+def report(run: str | Path, *, refresh: bool = False, evaluate_missing: bool = True, device: str = "cpu",
+           data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Write RUN/report.html, drawing the pictures and evaluating first where the run lacks them."""
+    from .report import write_report
+
+    path = Path(run)
+    load_checkpoint(path)  # a clear error for a folder that is not a run, before any work
+    if refresh or not (path / "plots").is_dir():
+        plot(path, device=device, data_dir=data_dir, log=log)
+    if evaluate_missing and (refresh or not (path / "eval.json").exists()):
+        log("evaluating (writes eval.json) ...")
+        evaluate(path, device=device, data_dir=data_dir, log=log)
+    return write_report(path)

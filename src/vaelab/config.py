@@ -33,6 +33,8 @@ class DataConfig:
     val_size: int = 5000  # images carved from train for validation; 0: validate on test
     split_seed: int = 0  # fixes which train images become the validation split
     limit: int | None = None  # train on the first N (non-validation) training images
+    classes: tuple[int, ...] | None = None  # keep only images with these labels (train and validation)
+    skip_bad_files: bool = False  # folder only: leave out unreadable image files (counted in a warning)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def validate(cfg: RunConfig) -> None:
         (cfg.train.max_skips >= 1, "train.max_skips must be at least 1"),
         (cfg.data.val_size >= 0, "data.val_size must be >= 0"),
         (cfg.data.limit is None or cfg.data.limit >= 1, "data.limit must be at least 1"),
+        (cfg.data.classes is None or (len(cfg.data.classes) >= 1 and min(cfg.data.classes) >= 0),
+         "data.classes must be a non-empty list of label values >= 0"),
         (cfg.data.image_size is None or cfg.data.image_size >= 4, "data.image_size must be at least 4"),
     ]
     for ok, message in checks:
@@ -123,6 +127,11 @@ def validate(cfg: RunConfig) -> None:
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Return `value` if it fits the annotation `hint` (ints widen to floats)."""
     origin = typing.get_origin(hint)
+    if origin is tuple:  # tuple[int, ...]: a TOML/JSON list or a tuple of that type, kept as a tuple
+        (inner, _) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise VaelabError(f"{where} must be a list, not {type(value).__name__} ({value!r})")
+        return tuple(_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is Literal:
         if value not in typing.get_args(hint):
             choices = ", ".join(repr(a) for a in typing.get_args(hint))
@@ -191,6 +200,8 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -226,6 +237,8 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "grayscale": ("data", "grayscale"),
     "val_size": ("data", "val_size"),
     "limit": ("data", "limit"),
+    "skip_bad_files": ("data", "skip_bad_files"),
+    "classes": ("data", "classes"),
     "encoder": ("model", "encoder"),
     "decoder": ("model", "decoder"),
     "latent_dim": ("model", "latent_dim"),

@@ -38,12 +38,12 @@ def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> Path:
 
 
 def write_mnist_like(directory: Path, n_train: int = 6, n_test: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
-    """Tiny valid MNIST-layout files (4x4 images) in `directory`; returns the arrays written."""
+    """Tiny valid MNIST-layout files (28x28 images, as the loader demands) in `directory`; returns the arrays."""
     rng = np.random.default_rng(seed)
     arrays = {
-        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8),
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
         "train-labels-idx1-ubyte.gz": np.arange(n_train, dtype=np.uint8) % 10,
-        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 4, 4), dtype=np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
         "t10k-labels-idx1-ubyte.gz": np.arange(n_test, dtype=np.uint8) % 10,
     }
     for name, array in arrays.items():

@@ -1,8 +1,10 @@
 """CIFAR-10 python layout, the official tar.gz, and the restricted unpickler."""
 
+import gzip
 import io
 import os
 import pickle
+import subprocess
 import tarfile
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 from datafiles import md5_of, write_cifar_like
 
-from vaelab.data import load_images
+from vaelab.data import cifar, load_images
 from vaelab.data.cifar import BATCH_DIR, CLASS_NAMES, TAR_NAME, load_pickle
 from vaelab.data.download import CHECKSUMS, MIRRORS
 from vaelab.errors import VaelabError
@@ -168,3 +170,197 @@ def test_garbage_file_names_the_file(tmp_path):
     (batch_dir / "test_batch").write_bytes(b"\x80\x02garbage")
     with pytest.raises(VaelabError, match="test_batch: not a readable CIFAR-10 pickle"):
         load_images("cifar10", "test", data_dir=tmp_path)
+
+
+class _Calls:
+    """Unpickling this calls fn(*args): the shape of every code-running pickle."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+def _touch(target):
+    """Payloads that would create `target`, by os.system, eval, subprocess, or by hand-written opcodes."""
+    zeros = np.zeros((1, 3072), np.uint8)
+    writes = f"open({str(target)!r}, 'w').write('pwned')"
+    return {
+        "os.system": pickle.dumps(_Calls(os.system, f"touch {target}"), protocol=2),
+        "builtins.eval": pickle.dumps(_Calls(eval, writes), protocol=2),
+        "subprocess": pickle.dumps(_Calls(subprocess.check_call, ["touch", str(target)]), protocol=2),
+        "STACK_GLOBAL (protocol 4)": pickle.dumps(_Calls(os.system, f"touch {target}"), protocol=4),
+        "INST (protocol 0)": b"(S'touch " + str(target).encode() + b"'\nios\nsystem\n.",
+        "nested in data": pickle.dumps({b"data": [(zeros, [_Calls(exec, writes)])], b"labels": [0]}, protocol=2),
+        "nested in labels": pickle.dumps({b"data": zeros, b"labels": [0, _Calls(exec, writes)]}, protocol=2),
+        "as a dict key": pickle.dumps({b"data": zeros, b"labels": [0], _Calls(exec, writes): 1}, protocol=2),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_touch("x")))
+def test_code_running_pickles_are_refused_before_running(tmp_path, kind):
+    batch_dir = tmp_path / "cifar10" / BATCH_DIR
+    write_cifar_like(batch_dir)
+    target = tmp_path / "pwned.txt"
+    (batch_dir / "test_batch").write_bytes(_touch(target)[kind])
+    # Protocol 2 writes builtins as __builtin__ and subprocess as commands (Python 2 names).
+    runs_code = r"(os|posix|nt|builtins|__builtin__|commands)\."
+    with pytest.raises(VaelabError, match=f"test_batch: refused to unpickle {runs_code}"):
+        load_images("cifar10", "test", data_dir=tmp_path, download=False)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("numpy", "load"),  # would read any .npy/.npz/pickle file, allow_pickle included
+        ("numpy.ctypeslib", "load_library"),  # would load a shared library: native code
+        ("numpy", "frombuffer"),
+        ("numpy.testing._private.utils", "runstring"),  # exec in disguise
+        ("torch", "load"),
+        ("pickle", "loads"),  # a second, unrestricted unpickler
+    ],
+)
+def test_other_numpy_and_torch_globals_are_refused(tmp_path, module, name):
+    path = tmp_path / "batch"
+    path.write_bytes(f"c{module}\n{name}\n(S'/etc/passwd'\ntR.".encode())
+    with pytest.raises(VaelabError, match=rf"batch: refused to unpickle {module}\.{name}"):
+        load_pickle(path)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        # numpy 2.4's dtype.__setstate__ segfaults on this 6-tuple (numpy#30476): it must never reach numpy.
+        (
+            b"cnumpy\ndtype\n(X\x02\x00\x00\x00u1\x89\x88tR"
+            b"(K\x03X\x01\x00\x00\x00|NJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.",
+            "dtype state is not that of a plain number type",
+        ),
+        (b"cnumpy\ndtype\n(X\x01\x00\x00\x00O\x89\x88tR.", "not a plain number type"),  # object arrays
+        # np.ndarray((1_410_065_408,)): 1.4 GB uninitialised, never filled from the file
+        (b"cnumpy\nndarray\n(J\x00\xe4\x0b\x54\x85tR.", "takes no arguments"),
+        (
+            b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\nJ\x00\xe4\x0b\x54\x85C\x01btR.",
+            r"admitted only as \(ndarray, \(0,\), 'b'\)",
+        ),
+        (b"c__builtin__\nbytes\n(J\x00\xe4\x0b\x54tR.", "bytes.. is admitted only without arguments"),  # bytes(n)
+        (b"c_codecs\nencode\n(X\x03\x00\x00\x00abcX\x05\x00\x00\x00rot13tR.", "admitted only as"),
+    ],
+)
+def test_admitted_globals_only_in_their_harmless_form(tmp_path, payload, message):
+    path = tmp_path / "batch"
+    path.write_bytes(b"\x80\x02" + payload)
+    with pytest.raises(VaelabError, match=f"batch: not a readable CIFAR-10 pickle .*{message}"):
+        load_pickle(path)
+
+
+def test_array_bytes_must_match_the_shape(tmp_path):
+    raw = pickle.dumps(np.zeros((2, 3072), np.uint8), protocol=2)
+    path = tmp_path / "batch"
+    path.write_bytes(raw.replace(b"M\x00\x0c", b"M\x01\x0c"))  # shape (2, 3073): one row's worth too few bytes
+    with pytest.raises(VaelabError, match=r"array of shape \(2, 3073\) needs other than 6144 bytes"):
+        load_pickle(path)
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({b"data": [[0] * 3072], b"labels": [0]}, r"b'data' must be a \(N, 3072\) uint8 array, got list"),
+        ({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, "holds no images"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 2**70]}, "out of range"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, -1]}, "out of range"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0.0, 1.0]}, "must be a list of integers, got list"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["0", "1"]}, "must be a list of integers"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [True, False]}, "must be a list of integers"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": None}, "must be a list of integers, got NoneType"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.zeros((1, 2), np.int64)}, "got ndarray"),
+        ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}, "needs a dict with keys b'data'"),  # str keys
+        (None, "needs a dict"),
+    ],
+)
+def test_more_malformed_batches(tmp_path, batch, message):
+    batch_dir = tmp_path / "cifar10" / BATCH_DIR
+    write_cifar_like(batch_dir)
+    (batch_dir / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(VaelabError, match=f"test_batch: .*{message}"):
+        load_images("cifar10", "test", data_dir=tmp_path)
+
+
+def test_integer_array_labels_and_fortran_data_load(tmp_path):
+    batch_dir = tmp_path / "cifar10" / BATCH_DIR
+    write_cifar_like(batch_dir)
+    data = np.asfortranarray(np.arange(2 * 3072).reshape(2, 3072).astype(np.uint8))
+    (batch_dir / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": np.array([4, 9])}, protocol=2))
+    test = load_images("cifar10", "test", data_dir=tmp_path)
+    assert test.labels.tolist() == [4, 9] and torch.equal(test.images.reshape(2, -1), torch.from_numpy(data))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 30, -100])
+def test_truncated_pickles_name_the_file(tmp_path, cut):
+    batch_dir = tmp_path / "cifar10" / BATCH_DIR
+    written = write_cifar_like(batch_dir)
+    raw = (batch_dir / "test_batch").read_bytes()
+    (batch_dir / "test_batch").write_bytes(raw[:cut])
+    assert written  # the other files stay good
+    with pytest.raises(VaelabError, match="test_batch: not a readable CIFAR-10 pickle"):
+        load_images("cifar10", "test", data_dir=tmp_path)
+
+
+def test_meta_that_is_not_a_dict_names_the_file(tmp_path):
+    batch_dir = tmp_path / "cifar10" / BATCH_DIR
+    write_cifar_like(batch_dir)
+    (batch_dir / "batches.meta").write_bytes(pickle.dumps([b"airplane"] * 10, protocol=2))
+    with pytest.raises(VaelabError, match="batches.meta: b'label_names' must list 10 byte strings"):
+        load_images("cifar10", "test", data_dir=tmp_path)
+
+
+def _tar_dir(tmp_path, monkeypatch, payload):
+    directory = tmp_path / "cifar10"
+    directory.mkdir(exist_ok=True)
+    (directory / TAR_NAME).write_bytes(payload)
+    monkeypatch.setitem(CHECKSUMS, "cifar10", {TAR_NAME: md5_of(directory / TAR_NAME)})
+    return directory
+
+
+@pytest.mark.parametrize("kind", ["text", "gzip of text", "plain tar", "truncated", "empty"])
+def test_broken_tars_name_the_file(tmp_path, monkeypatch, kind):
+    write_cifar_like(tmp_path / "src")
+    _make_tar(tmp_path / "src", tmp_path / "good.tar.gz")
+    good = (tmp_path / "good.tar.gz").read_bytes()
+    payload = {
+        "text": b"not a tar at all",
+        "gzip of text": gzip.compress(b"x" * 2000),
+        "plain tar": gzip.decompress(good),
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+    }[kind]
+    directory = _tar_dir(tmp_path, monkeypatch, payload)
+    with pytest.raises(VaelabError, match=f"{TAR_NAME}: cannot extract into"):
+        load_images("cifar10", "test", data_dir=tmp_path, download=False)
+    assert sorted(os.listdir(directory)) == [TAR_NAME]  # no temporary folder, nothing half-extracted
+
+
+def test_tar_without_a_batch_is_refused(tmp_path, monkeypatch):
+    write_cifar_like(tmp_path / "src")
+    (tmp_path / "src" / "data_batch_3").unlink()
+    directory = tmp_path / "cifar10"
+    directory.mkdir()
+    _make_tar(tmp_path / "src", directory / TAR_NAME)
+    monkeypatch.setitem(CHECKSUMS, "cifar10", {TAR_NAME: md5_of(directory / TAR_NAME)})
+    with pytest.raises(VaelabError, match=f"no {BATCH_DIR}/data_batch_3 inside"):
+        load_images("cifar10", "test", data_dir=tmp_path, download=False)
+    assert not (directory / BATCH_DIR).exists()
+
+
+def test_tar_member_too_large_is_refused(tmp_path, monkeypatch):
+    write_cifar_like(tmp_path / "src")
+    directory = tmp_path / "cifar10"
+    directory.mkdir()
+    _make_tar(tmp_path / "src", directory / TAR_NAME)
+    monkeypatch.setitem(CHECKSUMS, "cifar10", {TAR_NAME: md5_of(directory / TAR_NAME)})
+    monkeypatch.setattr(cifar, "MAX_MEMBER_BYTES", 1000)  # the tiny batches are ~3 kB
+    with pytest.raises(VaelabError, match=r"entry 'cifar-10-batches-py/\w+' claims \d+ bytes"):
+        load_images("cifar10", "test", data_dir=tmp_path, download=False)
+    assert not (directory / BATCH_DIR).exists()

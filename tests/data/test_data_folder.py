@@ -1,4 +1,12 @@
-"""The folder:PATH dataset: formats, sizes, labels from subfolders, the fixed held-out split."""
+"""The folder:PATH dataset: formats, sizes, labels from subfolders, the fixed held-out split, bad files."""
+
+import dataclasses
+import io
+import logging
+import os
+import re
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -7,9 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from vaelab.config import DataConfig
 from vaelab.data import load_images
 from vaelab.data.folder import split_indices
 from vaelab.errors import VaelabError
+from vaelab.training.data import load_split
 
 # A distinct colour per image (exact after resizing a flat PNG), so images can be identified.
 COLOURS = [(10 * k, 255 - 10 * k, (37 * k) % 256) for k in range(20)]
@@ -116,3 +126,114 @@ def test_corrupt_file_is_named(tmp_path):
     with pytest.raises(VaelabError, match=r"broken\.jpg: cannot read as an image"):
         for split in ("train", "test"):
             load_images(f"folder:{tmp_path}", split, image_size=8)
+
+
+def _good_and(tmp_path, bad: dict[str, bytes], n_good=9):
+    """n_good flat PNGs plus the given bad files, all directly in tmp_path."""
+    for k in range(n_good):
+        _flat(tmp_path / f"ok{k}.png", COLOURS[k], (8, 8))
+    for name, payload in bad.items():
+        (tmp_path / name).write_bytes(payload)
+    return tmp_path
+
+
+def _png(size=(40, 30), noisy=True):
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels if noisy else pixels * 0).save(out, "PNG")
+    return out.getvalue()
+
+
+def _png_with_size(width, height):
+    """A 1x1 PNG whose header claims width x height (CRC fixed, so only the size is wrong)."""
+    out = io.BytesIO()
+    Image.new("1", (1, 1)).save(out, "PNG")
+    data = out.getvalue()
+    ihdr = b"IHDR" + struct.pack(">II", width, height) + data[24:29]
+    return data[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+
+
+def _load_both(folder, **options):
+    return [load_images(f"folder:{folder}", split, image_size=8, **options) for split in ("train", "test")]
+
+
+@pytest.mark.parametrize(
+    "name, payload, message",
+    [
+        ("zero.png", b"", r"zero\.png: cannot read as an image \(empty, cut short, or not PNG/JPEG/BMP/WEBP\)"),
+        ("text.png", b"hello", r"text\.png: cannot read as an image \(empty, cut short"),
+        ("cut.png", _png()[:2000], r"cut\.png: cannot read as an image \(OSError: image file is truncated"),
+        # Pillow would hand an EPS to Ghostscript, whatever its suffix: only PNG/JPEG/BMP/WebP are opened.
+        ("eps.png", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 1 1\n", r"eps\.png: .*not PNG/JPEG"),
+        ("bomb.png", _png_with_size(100_000, 100_000), r"bomb\.png: .*DecompressionBombError"),
+    ],
+)
+def test_bad_files_fail_at_load_time_naming_the_file(tmp_path, name, payload, message):
+    folder = _good_and(tmp_path, {name: payload})
+    with pytest.raises(VaelabError, match=message + r".*--skip-bad-files"):
+        _load_both(folder)
+
+
+def test_between_the_bomb_limits_pillow_only_warns_we_refuse(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    folder = _good_and(tmp_path, {"big.png": _png((150, 100), noisy=False)})  # 15_000 pixels: < 2x the limit
+    with pytest.raises(VaelabError, match=r"big\.png: cannot read as an image \(DecompressionBombWarning"):
+        _load_both(folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_and_dangling_link_are_not_opened(tmp_path):
+    folder = _good_and(tmp_path, {})
+    os.mkfifo(folder / "pipe.png")  # opening it would block forever
+    os.symlink(folder / "nowhere", folder / "link.png")
+    with pytest.raises(VaelabError, match=r"(pipe|link)\.png: cannot read as an image \(not a regular file\)"):
+        _load_both(folder)
+    train, test = _load_both(folder, skip_bad_files=True)
+    assert len(train) + len(test) == 9
+
+
+def test_skip_bad_files_counts_and_names_them_once(tmp_path, caplog):
+    bad = {"a_zero.png": b"", "b_cut.png": _png()[:2000], "c_text.jpg": b"hello"}
+    folder = _good_and(tmp_path, bad, n_good=17)  # 20 files: 18 train, 2 test
+    with caplog.at_level(logging.WARNING, logger="vaelab.data.folder"):
+        train, test = _load_both(folder, skip_bad_files=True)
+    assert len(train) + len(test) == 17
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == (len(train) < 18) + (len(test) < 2)  # one line per split that had bad files
+    assert sum(int(re.search(r"skipped (\d+) unreadable", m).group(1)) for m in skipped) == 3
+    assert all("\n" not in m and "(" in m for m in skipped)
+    assert all(name in " ".join(skipped) for name in bad)
+
+
+def test_skipping_never_moves_images_between_splits(tmp_path):
+    folder = _good_and(tmp_path, {}, n_good=20)
+
+    def colours(split, **options):
+        images = load_images(f"folder:{folder}", split, image_size=4, **options).images
+        return {tuple(images[i, :, 0, 0].tolist()) for i in range(len(images))}
+
+    clean = {split: colours(split) for split in ("train", "test")}
+    for split in ("train", "test"):  # break one file of each split in turn
+        victim = sorted(colours(split))[0]
+        k = COLOURS.index(victim)
+        (folder / f"ok{k}.png").write_bytes(b"")
+        assert colours(split, skip_bad_files=True) == clean[split] - {victim}
+        other = "test" if split == "train" else "train"
+        assert colours(other, skip_bad_files=True) == clean[other]
+        _flat(folder / f"ok{k}.png", COLOURS[k], (8, 8))
+
+
+def test_skip_bad_files_still_fails_when_nothing_is_readable(tmp_path):
+    for k in range(3):
+        (tmp_path / f"bad{k}.png").write_bytes(b"not an image")
+    with pytest.raises(VaelabError, match=r"none of the 2 files of the train split is readable"):
+        load_images(f"folder:{tmp_path}", "train", skip_bad_files=True)
+
+
+def test_skip_bad_files_is_wired_from_the_config(tmp_path):
+    folder = _good_and(tmp_path, {"bad.png": b""})
+    cfg = DataConfig(name=f"folder:{folder}", image_size=8)
+    with pytest.raises(VaelabError, match=r"bad\.png"):
+        [load_split(cfg, split) for split in ("train", "test")]
+    sizes = [len(load_split(dataclasses.replace(cfg, skip_bad_files=True), split)) for split in ("train", "test")]
+    assert sum(sizes) == 9

@@ -1,6 +1,8 @@
 """IDX parsing (MNIST / Fashion-MNIST files) on tiny files written by the test."""
 
 import gzip
+import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -84,6 +86,72 @@ def test_load_images_reads_local_files_without_checksums(tmp_path, monkeypatch):
     arrays = write_mnist_like(tmp_path / "fashion-mnist")
     monkeypatch.setitem(CHECKSUMS, "fashion-mnist", {})
     test = load_images("fashion-mnist", "test", data_dir=tmp_path, download=False)
-    assert test.images.shape == (4, 1, 4, 4)
+    assert test.images.shape == (4, 1, 28, 28)
     assert torch.equal(test.images[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte.gz"]))
     assert test.class_names[0] == "T-shirt/top" and test.class_names[9] == "Ankle boot"
+
+
+def _gz_header(tmp_path, name, *fields, body=b""):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(b"".join(struct.pack(">I", f) for f in fields) + body))
+    return path
+
+
+@pytest.mark.parametrize(
+    "dims",
+    [
+        (0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF),  # ~7.9e28 bytes claimed
+        (0xFFFF_FFFF, 28, 28),  # a "negative" count read as unsigned: 3.4 TB
+        (2**31, 2**31, 4),  # 2**64 bytes: wraps to 0 in int64 arithmetic
+    ],
+)
+def test_huge_header_dims_allocate_nothing(tmp_path, dims):
+    path = _gz_header(tmp_path, "huge.gz", IMAGES_MAGIC, *dims, body=bytes(784))
+    with pytest.raises(VaelabError, match=r"huge.gz: IDX size mismatch: dimensions .* the file holds 800 "):
+        read_idx(path, IMAGES_MAGIC)
+
+
+@pytest.mark.parametrize("dims", [(0, 28, 28), (3, 0, 28), (3, 28, 0)])
+def test_empty_dims_are_refused(tmp_path, dims):
+    with pytest.raises(VaelabError, match=r"empty.gz: IDX file holds no data"):
+        read_idx(_gz_header(tmp_path, "empty.gz", IMAGES_MAGIC, *dims), IMAGES_MAGIC)
+
+
+def test_gzip_bomb_is_read_only_as_far_as_the_header_says(tmp_path):
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((1, 2, 2), np.uint8)) + bytes(16 << 20), compresslevel=1))
+    with pytest.raises(VaelabError, match=r"bomb.gz: IDX size mismatch: .* need 20 bytes, the file holds 21 or more"):
+        read_idx(path, IMAGES_MAGIC)
+
+
+@pytest.mark.parametrize("damage", ["crc", "deflate", "header"])
+def test_damaged_gzip_names_file(tmp_path, damage):
+    good = bytearray(gzip.compress(idx_bytes(np.arange(64, dtype=np.uint8).reshape(1, 8, 8)), mtime=0))
+    if damage == "crc":
+        good[-8] ^= 1
+    elif damage == "deflate":
+        good[12:20] = b"\xff" * 8
+    else:
+        good[0] = 0
+    path = tmp_path / "damaged.gz"
+    path.write_bytes(bytes(good))
+    with pytest.raises(VaelabError, match="damaged.gz: (not a readable gzip file|not an IDX file)"):
+        read_idx(path, IMAGES_MAGIC)
+
+
+def test_images_of_the_wrong_size_are_refused(tmp_path, monkeypatch):
+    write_mnist_like(tmp_path / "mnist")
+    write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", np.zeros((4, 14, 14), np.uint8))
+    monkeypatch.setitem(CHECKSUMS, "mnist", {})
+    with pytest.raises(VaelabError, match=r"t10k-images-idx3-ubyte.gz: images are 14x14, this dataset's are 28x28"):
+        load_images("mnist", "test", data_dir=tmp_path, download=False)
+
+
+def test_loaded_arrays_are_writable(tmp_path):
+    images_path = write_idx(tmp_path / "i.gz", np.ones((2, 3, 3), np.uint8))
+    labels_path = write_idx(tmp_path / "l.gz", np.ones(2, np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only numpy array
+        images, _ = read_idx_pair(images_path, labels_path, 10)
+    images += 1
+    assert images.sum().item() == 2 * 9 * 2

@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from ..errors import TrainingStopped, VaelabError
-from . import evaluate, info, plot, train, use
+from . import anomaly, evaluate, info, plot, report, train, use
 
-COMMANDS = [train, use, evaluate, info, plot]  # each adds its subparsers and sets `func`
+COMMANDS = [train, use, evaluate, plot, report, anomaly, info]  # each adds its subparsers and sets `func`
 
 
 class OneLineParser(argparse.ArgumentParser):

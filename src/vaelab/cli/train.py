@@ -25,8 +25,12 @@ def add_parsers(sub) -> None:
     g.add_argument("--binarize", choices=["none", "static", "dynamic"])
     g.add_argument("--image-size", type=positive_int, help="side length for folder: and shapes datasets")
     g.add_argument("--grayscale", action="store_true", default=None, help="folder: read images as grey")
+    g.add_argument("--skip-bad-files", action="store_true", default=None,
+                   help="folder: leave out unreadable image files (their count is reported) instead of failing")
     g.add_argument("--val-size", type=non_negative_int, help="validation images carved from train (0: use test)")
     g.add_argument("--limit", type=positive_int, help="train on the first N training images")
+    g.add_argument("--classes", type=class_list, metavar="0,1,...",
+                   help="train (and validate) only on images with these labels")
     g.add_argument("--latent-dim", type=positive_int)
     g.add_argument("--likelihood", help="bernoulli or gaussian")
     g.add_argument("--sigma", type=positive_float, help="fixed std of the gaussian likelihood")
@@ -47,9 +51,20 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=run)
 
 
-OVERRIDES = ["dataset", "binarize", "image_size", "grayscale", "val_size", "limit", "latent_dim", "likelihood",
-             "sigma", "kl", "beta", "optimizer", "lr", "batch_size", "epochs", "seed", "drop_last", "device",
-             "checkpoint_every", "grad_clip", "skip_grad_norm", "max_skips"]
+OVERRIDES = ["dataset", "binarize", "image_size", "grayscale", "skip_bad_files", "val_size", "limit", "classes",
+             "latent_dim", "likelihood", "sigma", "kl", "beta", "optimizer", "lr", "batch_size", "epochs", "seed",
+             "drop_last", "device", "checkpoint_every", "grad_clip", "skip_grad_norm", "max_skips"]
+
+
+def class_list(text: str) -> tuple[int, ...]:
+    """'0,3' -> (0, 3): label values, comma separated."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected label values like 0,1,2, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"label values must be >= 0, got {text!r}")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:

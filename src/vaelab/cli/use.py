@@ -27,6 +27,7 @@ def add_parsers(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("-n", type=positive_int, default=16, help="number of test images (default 16)")
     p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="picks the images (a seeded random subset)")
     p.add_argument("-o", "--output", default="reconstructions.png", metavar="FILE.png")
     p.add_argument("--device", default="cpu")
     add_data_dir(p)
@@ -42,7 +43,10 @@ def sample(args: argparse.Namespace) -> int:
 
 def reconstruct(args: argparse.Namespace) -> int:
     model = load(args.run, device=args.device)
-    x = load_split(model.config.data, args.split, args.data_dir).images[:args.n]
+    images = load_split(model.config.data, args.split, args.data_dir).images
+    # A random subset: some test sets (CIFAR-10's local copy) are sorted by class.
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[:args.n]
+    x = images[pick]
     originals = x.float().div(255.0)
     recons = model.reconstruct(x).cpu()
     ncol = min(len(x), 8)

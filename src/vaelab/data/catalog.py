@@ -28,6 +28,7 @@ class LoadRequest:
     image_size: int | None  # None: the set's default
     grayscale: bool
     download: bool
+    skip_bad_files: bool  # folder: leave out unreadable files instead of failing
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def _idx_spec(name: str, description: str, class_names: tuple[str, ...]) -> Data
             ensure_file(name, images_file, directory, download=req.download),
             ensure_file(name, labels_file, directory, download=req.download),
             num_classes=len(class_names),
+            image_size=(28, 28),
         )
         return ImageSet(images=images, labels=labels, class_names=class_names)  # (N, 1, 28, 28)
 
@@ -114,7 +116,11 @@ for _spec in (
         "folder:PATH",
         "your PNG/JPEG images under PATH, resized to image_size (subfolders = classes, 10% held out as test)",
         lambda req: folder.load_folder(
-            req.arg, req.split, image_size=req.image_size or folder.DEFAULT_SIZE, grayscale=req.grayscale
+            req.arg,
+            req.split,
+            image_size=req.image_size or folder.DEFAULT_SIZE,
+            grayscale=req.grayscale,
+            skip_bad_files=req.skip_bad_files,
         ),
         None,
         (3, folder.DEFAULT_SIZE, folder.DEFAULT_SIZE),
@@ -148,6 +154,7 @@ def load_images(
     image_size: int | None = None,
     grayscale: bool = False,
     download: bool = True,
+    skip_bad_files: bool = False,
 ) -> ImageSet:
     """Load one split of a dataset as uint8 images (N, C, H, W).
 
@@ -158,6 +165,10 @@ def load_images(
         (default 64); the fixed-size sets accept only their native size.
     grayscale: one grey channel for folder; accepted for the grey sets; an error for cifar10.
     download: fetch missing files from the official mirrors.
+    skip_bad_files: folder only: leave out files that cannot be read as images
+        (their count and names are logged once as a warning) instead of failing;
+        still an error when no readable image is left. The other sets are
+        checksummed files that are read whole or not at all.
     Raises VaelabError for anything the user can fix (unknown name or split,
     missing or corrupt files, no network).
     """
@@ -175,7 +186,7 @@ def load_images(
             )
         if grayscale and c != 1:
             raise VaelabError(f"{name}: images are colour; grayscale only applies to folder:PATH")
-    request = LoadRequest(resolve_data_root(data_dir), split, arg, image_size, grayscale, download)
+    request = LoadRequest(resolve_data_root(data_dir), split, arg, image_size, grayscale, download, skip_bad_files)
     return spec.load(request)
 
 

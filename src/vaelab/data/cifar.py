@@ -8,13 +8,20 @@ into place.
 
 The batches are pickles, and unpickling can run arbitrary code, so they are
 read with `_CifarUnpickler`, which admits only the few globals these files
-use and refuses everything else.
+use and refuses everything else. Even numpy's own unpickling is not trusted
+with the file's contents (numpy 2.4's dtype.__setstate__ crashes the process
+on a malformed state tuple, numpy#30476): numpy.dtype and numpy's
+_reconstruct resolve to stand-ins that check the pickled state field by
+field and build the array with np.frombuffer, whose byte count must match
+the shape.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import re
 import shutil
 import tarfile
 import tempfile
@@ -38,11 +45,7 @@ SPLIT_FILES = {
 }
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
-
-try:  # numpy >= 2 (and 1.26, which ships the alias for pickles)
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # pragma: no cover - older numpy
-    from numpy.core.multiarray import _reconstruct
+MAX_MEMBER_BYTES = 64 << 20  # a batch file is 31 MB; refuse anything that would fill the disk
 
 
 def _latin1_encode(text: object, encoding: object) -> bytes:
@@ -52,15 +55,90 @@ def _latin1_encode(text: object, encoding: object) -> bytes:
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: object) -> bytes:
+    # Python 3 pickles b"" at protocol 2 as builtins.bytes(); never bytes(n), which allocates n bytes.
+    if args:
+        raise pickle.UnpicklingError("bytes() is admitted only without arguments")
+    return b""
+
+
+class _NdarrayType:
+    """Stands for numpy.ndarray in a pickle: only `_PickledArray` accepts it, and it cannot be called."""
+
+
+# The plain number types a batch may hold, with an optional byte order.
+_PLAIN_DTYPE = re.compile(r"[<>|=]?[biuf][1248]")
+
+
+class _PickledDtype:
+    """numpy.dtype(spec, align, copy) + __setstate__(state), as numpy pickles a dtype, checked."""
+
+    def __init__(self, spec: object, align: object = False, copy: object = False) -> None:
+        if isinstance(spec, bytes):
+            spec = spec.decode("latin1")
+        if not (isinstance(spec, str) and _PLAIN_DTYPE.fullmatch(spec)):
+            raise pickle.UnpicklingError(f"numpy dtype {spec!r} is not a plain number type")
+        self.dtype = np.dtype(spec)
+
+    def __setstate__(self, state: object) -> None:
+        # numpy writes (3, byteorder, None, None, None, -1, -1, 0) for a plain number type.
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 8
+            and state[0] == 3
+            and state[1] in ("|", "<", ">", "=", b"|", b"<", b">", b"=")
+            and state[2:] == (None, None, None, -1, -1, 0)
+        ):
+            raise pickle.UnpicklingError("numpy dtype state is not that of a plain number type")
+        order = state[1].decode() if isinstance(state[1], bytes) else state[1]
+        self.dtype = self.dtype.newbyteorder(order)
+
+
+class _PickledArray:
+    """numpy's _reconstruct(ndarray, (0,), b"b") + __setstate__(state), checked; the array is `.array`."""
+
+    def __init__(self, subtype: object, shape: object, dtype: object) -> None:
+        if not (subtype is _NdarrayType and shape == (0,) and dtype in (b"b", "b")):
+            raise pickle.UnpicklingError("numpy _reconstruct is admitted only as (ndarray, (0,), 'b')")
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: object) -> None:
+        # numpy writes (version, shape, dtype, is_fortran, raw bytes); version 1, or absent in old pickles.
+        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            state = state[1:]
+        if not (isinstance(state, tuple) and len(state) == 4):
+            raise pickle.UnpicklingError("numpy array state is not (shape, dtype, is_fortran, bytes)")
+        shape, dtype, fortran, raw = state
+        if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape) and len(shape) <= 8):
+            raise pickle.UnpicklingError(f"numpy array shape {shape!r} is not a tuple of sizes")
+        if not (isinstance(dtype, _PickledDtype) and isinstance(fortran, bool) and isinstance(raw, bytes)):
+            raise pickle.UnpicklingError("numpy array state is not (shape, dtype, is_fortran, bytes)")
+        if len(raw) != math.prod(shape) * dtype.dtype.itemsize:
+            raise pickle.UnpicklingError(f"numpy array of shape {shape} needs other than {len(raw)} bytes")
+        flat = np.frombuffer(raw, dtype=dtype.dtype)
+        self.array = flat.reshape(shape, order="F" if fortran else "C").copy()  # copy: writable, C order
+
+
+def _resolved(value: object) -> object:
+    """A checked array in place of its stand-in; anything else as it is."""
+    if isinstance(value, _PickledArray):
+        if value.array is None:
+            raise pickle.UnpicklingError("numpy array without its data")
+        return value.array
+    return value
+
+
 class _CifarUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only the globals a CIFAR-10 batch needs."""
+    """An Unpickler that resolves only the globals a CIFAR-10 batch needs, each in its harmless form."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _PickledArray,
+        ("numpy._core.multiarray", "_reconstruct"): _PickledArray,
+        ("numpy", "ndarray"): _NdarrayType,
+        ("numpy", "dtype"): _PickledDtype,
         ("_codecs", "encode"): _latin1_encode,
+        ("builtins", "bytes"): _empty_bytes,
+        ("__builtin__", "bytes"): _empty_bytes,
     }
 
     def __init__(self, file, path: Path) -> None:
@@ -78,14 +156,19 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def load_pickle(path: Path) -> object:
-    """Unpickle a CIFAR-10 file with the restricted unpickler."""
+    """Unpickle a CIFAR-10 file with the restricted unpickler; arrays that are values of a top-level dict are
+    numpy arrays, deeper ones stay stand-ins (no CIFAR-10 file has any)."""
     try:
         with open(path, "rb") as f:
-            return _CifarUnpickler(f, path).load()
+            loaded = _CifarUnpickler(f, path).load()
+        if isinstance(loaded, dict):
+            loaded = {key: _resolved(value) for key, value in loaded.items()}
+        return _resolved(loaded)
     except VaelabError:
         raise
     except Exception as e:  # a corrupt pickle can raise almost anything
-        raise VaelabError(f"{path}: not a readable CIFAR-10 pickle ({type(e).__name__}: {e})") from None
+        reason = " ".join(str(e).split())  # one line, whatever the message
+        raise VaelabError(f"{path}: not a readable CIFAR-10 pickle ({type(e).__name__}: {reason})") from None
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -97,15 +180,26 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
         shape = getattr(data, "shape", None)
         raise VaelabError(f"{path}: b'data' must be a (N, 3072) uint8 array, got {type(data).__name__} {shape}")
-    try:
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (TypeError, ValueError):
-        raise VaelabError(f"{path}: b'labels' is not a list of integers") from None
+    if data.shape[0] == 0:
+        raise VaelabError(f"{path}: the batch holds no images")
+    labels = _labels(path, batch[b"labels"])
     if labels.shape != (data.shape[0],):
         raise VaelabError(f"{path}: {labels.size} labels for {data.shape[0]} images")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
-        raise VaelabError(f"{path}: labels out of range 0..{len(CLASS_NAMES) - 1}")
     return data, labels
+
+
+def _labels(path: Path, labels: object) -> np.ndarray:
+    """b'labels' as an (N,) int64 array in 0..9: a list of ints (the official form) or a 1-D int array."""
+    n = len(CLASS_NAMES)
+    if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
+        in_range = labels.size == 0 or (labels.min() >= 0 and labels.max() < n)
+    elif isinstance(labels, list) and all(type(x) is int for x in labels):
+        in_range = all(0 <= x < n for x in labels)
+    else:
+        raise VaelabError(f"{path}: b'labels' must be a list of integers, got {type(labels).__name__}")
+    if not in_range:
+        raise VaelabError(f"{path}: labels out of range 0..{n - 1}")
+    return np.asarray(labels, dtype=np.int64)
 
 
 def read_class_names(batch_dir: Path) -> tuple[str, ...]:
@@ -160,6 +254,10 @@ def extract_batches(tar_path: Path, directory: Path) -> None:
             members = tar.getmembers()
             for member in members:
                 _check_member(tar_path, member)
+            files = {PurePosixPath(m.name).name for m in members if m.isfile()}
+            for name in (*SPLIT_FILES["train"], *SPLIT_FILES["test"]):
+                if name not in files:
+                    raise VaelabError(f"{tar_path}: no {BATCH_DIR}/{name} inside; not the official CIFAR-10 archive")
             tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".extract-"))
             try:
                 tar.extractall(tmp, members=members, filter="data")
@@ -170,8 +268,9 @@ def extract_batches(tar_path: Path, directory: Path) -> None:
                         os.replace(path, target / path.name)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise VaelabError(f"{tar_path}: cannot extract into {directory}{os.sep} ({e})") from None
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:  # gzip.BadGzipFile is an OSError
+        reason = " ".join(str(e).split())
+        raise VaelabError(f"{tar_path}: cannot extract into {directory}{os.sep} ({reason})") from None
 
 
 def _check_member(tar_path: Path, member: tarfile.TarInfo) -> None:
@@ -180,5 +279,10 @@ def _check_member(tar_path: Path, member: tarfile.TarInfo) -> None:
     if not inside or not (member.isfile() or member.isdir()):
         raise VaelabError(
             f"{tar_path}: unexpected entry {member.name!r} (only files under {BATCH_DIR}/ are allowed); "
+            f"not the official CIFAR-10 archive"
+        )
+    if member.size > MAX_MEMBER_BYTES:
+        raise VaelabError(
+            f"{tar_path}: entry {member.name!r} claims {member.size} bytes (a batch has about 31 MB); "
             f"not the official CIFAR-10 archive"
         )

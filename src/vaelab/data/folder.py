@@ -3,7 +3,11 @@
 - Files: every file under PATH, recursively, whose suffix is .png, .jpg,
   .jpeg, .bmp or .webp (when Pillow has WebP), in sorted order of their paths
   relative to PATH. Other files, and hidden files and folders (name starting
-  with "."), are ignored. A listed file Pillow cannot read is an error.
+  with "."), are ignored. A listed file that is not a PNG, JPEG, BMP or WebP
+  image Pillow can decode in full (empty, truncated, corrupt, or over
+  Pillow's decompression-bomb limit of MAX_IMAGE_PIXELS) is an error naming
+  it; with skip_bad_files=True such files are left out and counted, and one
+  warning through `logging` names them.
 - Pixels: EXIF orientation applied, transparent pixels composited onto
   black, then center-cropped to a square (aspect ratio kept, the longer side
   trimmed) and resized with Lanczos to image_size x image_size; RGB, or one
@@ -14,25 +18,31 @@
 - Splits: a folder has no test split, so a fixed 10% of the images (at least
   one when there are two or more), picked by a permutation with a fixed seed,
   is "test" and the rest is "train". The split depends only on the number of
-  images.
+  listed files, so skipped files never move an image from one split to the
+  other.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from pathlib import Path, PurePosixPath
+import warnings
+from pathlib import Path, PurePath, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, features
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from ..errors import VaelabError
 from .imageset import ImageSet
+
+log = logging.getLogger(__name__)
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"} | ({".webp"} if features.check("webp") else set()))
 DEFAULT_SIZE = 64
 TEST_FRACTION = 0.1
 SPLIT_SEED = 1234
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP")  # Pillow plugins admitted, whatever the suffix says (never EPS, ...)
 
 
 def find_images(root: Path) -> list[PurePosixPath]:
@@ -52,8 +62,14 @@ def split_indices(n: int, split: str) -> np.ndarray:
     return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
 
 
-def load_folder(path_text: str, split: str, *, image_size: int, grayscale: bool) -> ImageSet:
-    """Images (N, C, image_size, image_size) uint8 found under `path_text`; C = 1 if grayscale else 3."""
+def load_folder(
+    path_text: str, split: str, *, image_size: int, grayscale: bool, skip_bad_files: bool = False
+) -> ImageSet:
+    """Images (N, C, image_size, image_size) uint8 found under `path_text`; C = 1 if grayscale else 3.
+
+    skip_bad_files: leave out files that cannot be read as images (logged once, with their count)
+    instead of failing on the first one.
+    """
     root = Path(path_text).expanduser()
     if not root.exists():
         raise VaelabError(f"folder:{path_text}: {root} does not exist")
@@ -69,32 +85,73 @@ def load_folder(path_text: str, split: str, *, image_size: int, grayscale: bool)
             f"folder:{path_text}: only {len(files)} image, too few to hold out a {split} split (need 2 or more)"
         )
 
+    mode = "L" if grayscale else "RGB"
+    pixels, kept, bad = [], [], []  # pixels: (S, S) or (S, S, 3) each; bad: (file, reason)
+    for i in chosen:
+        try:
+            pixels.append(_read(root / files[i], image_size, mode))
+            kept.append(i)
+        except _Unreadable as e:
+            if not skip_bad_files:
+                raise VaelabError(
+                    f"{_shown(root / files[i])}: cannot read as an image ({e}); "
+                    f"remove or replace it, or skip such files with --skip-bad-files"
+                ) from None
+            bad.append((files[i], str(e)))
+    if bad:
+        names = [_shown(f) for f, _ in bad[:3]] + (["..."] if len(bad) > 3 else [])
+        names[0] += f" ({bad[0][1]})"
+        log.warning(
+            "folder:%s: skipped %d unreadable file%s of %d in the %s split: %s",
+            path_text, len(bad), "" if len(bad) == 1 else "s", len(chosen), split, ", ".join(names),
+        )
+    if not pixels:
+        raise VaelabError(f"folder:{path_text}: none of the {len(chosen)} files of the {split} split is readable")
+
     labels, class_names = None, None
     if all(len(f.parts) >= 2 for f in files):
         class_names = tuple(sorted({f.parts[0] for f in files}))
         index = {name: i for i, name in enumerate(class_names)}
-        labels = torch.tensor([index[files[i].parts[0]] for i in chosen], dtype=torch.int64)
+        labels = torch.tensor([index[files[i].parts[0]] for i in kept], dtype=torch.int64)
 
-    mode = "L" if grayscale else "RGB"
-    pixels = np.stack([_read(root / files[i], image_size, mode) for i in chosen])  # (N, S, S) or (N, S, S, 3)
-    images = torch.from_numpy(pixels)
+    images = torch.from_numpy(np.stack(pixels))  # (N, S, S) or (N, S, S, 3)
     images = images.unsqueeze(1) if grayscale else images.permute(0, 3, 1, 2).contiguous()  # (N, C, S, S)
     return ImageSet(images=images, labels=labels, class_names=class_names)
 
 
+class _Unreadable(Exception):
+    """Why one file cannot be read as an image (the caller names the file)."""
+
+
+def _shown(path: PurePath) -> str:
+    """A path for a one-line message: as it is, or quoted with escapes when it holds a newline or the like."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def _read(path: Path, size: int, mode: str) -> np.ndarray:
+    """One image as (size, size) or (size, size, 3) uint8; _Unreadable if it cannot be."""
+    if not path.is_file():  # a FIFO would block, a dangling link has nothing to read
+        raise _Unreadable("not a regular file")
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                img = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-                img.alpha_composite(rgba)
-            w, h = img.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            # Crop first: resize(box=...) would let the filter see pixels outside the square.
-            square = img.convert(mode).crop((left, top, left + side, top + side))
-            return np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise VaelabError(f"{path}: cannot read as an image ({e})") from None
+        with warnings.catch_warnings():
+            # Over MAX_IMAGE_PIXELS Pillow only warns (it raises at twice that): refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as img:
+                img.load()  # decode everything now: a truncated body fails here, not later
+                img = ImageOps.exif_transpose(img)
+                if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                    rgba = img.convert("RGBA")
+                    img = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                    img.alpha_composite(rgba)
+                w, h = img.size
+                side = min(w, h)
+                left, top = (w - side) // 2, (h - side) // 2
+                # Crop first: resize(box=...) would let the filter see pixels outside the square.
+                square = img.convert(mode).crop((left, top, left + side, top + side))
+                return np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise _Unreadable(f"empty, cut short, or not {'/'.join(FORMATS)}") from None
+    except Exception as e:  # a corrupt file can make a decoder raise almost anything (OSError, SyntaxError, ...)
+        reason = " ".join(str(e).split())  # one line, whatever the message
+        raise _Unreadable(f"{type(e).__name__}: {reason}") from None

@@ -14,16 +14,26 @@ import torch
 
 from ..models.vae import VAE
 
+# (image, sample) pairs decoded at once when the caller does not say. On the CPU small
+# passes stay in cache (cvae2 on 2 cores: ~8,000 pairs/s at 256, ~4,700 at 4,096);
+# a GPU wants larger ones. Either way memory stays bounded whatever K is.
+DEFAULT_CHUNK = {"cpu": 256, "cuda": 4096}
+
+
+def default_chunk(device: torch.device | str) -> int:
+    return DEFAULT_CHUNK.get(torch.device(device).type, 4096)
+
 
 @torch.inference_mode()
-def log_weights(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 4096) -> torch.Tensor:
+def log_weights(model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None) -> torch.Tensor:
     """log w for K samples per image: x (B, C, H, W) -> (K, B).
 
     At most `chunk` (image, sample) pairs go through the decoder at once, so
     memory stays bounded whatever K and B are. The noise is drawn one sample
     index at a time, (B, D) per draw from the global RNG, so for a given seed
-    the values do not depend on `chunk`.
+    the values do not depend on `chunk` (default: `default_chunk(device)`).
     """
+    chunk = default_chunk(x.device) if chunk is None else chunk
     if k < 1 or chunk < 1:
         raise ValueError(f"k and chunk must be at least 1, got k={k}, chunk={chunk}")
     q = model.encode(x)
@@ -44,7 +54,7 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 4096) -> to
     return out
 
 
-def iwae_bound(model: VAE, x: torch.Tensor, k: int, *, chunk: int = 4096) -> torch.Tensor:
+def iwae_bound(model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None) -> torch.Tensor:
     """The IWAE lower bound on log p(x) per image: (B,)."""
     lw = log_weights(model, x, k, chunk=chunk)
     return torch.logsumexp(lw, dim=0) - math.log(k)

@@ -101,6 +101,9 @@ def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is an ordinary file
     try:
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb") as f:

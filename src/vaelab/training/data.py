@@ -21,7 +21,8 @@ class Splits:
 
 def load_split(cfg: DataConfig, split: str, data_dir=None) -> ImageSet:
     """One split of the dataset as uint8 images, statically binarised when the config says so."""
-    images = load_images(cfg.name, split, data_dir=data_dir, image_size=cfg.image_size, grayscale=cfg.grayscale)
+    images = load_images(cfg.name, split, data_dir=data_dir, image_size=cfg.image_size, grayscale=cfg.grayscale,
+                         skip_bad_files=cfg.skip_bad_files)
     if cfg.binarize == "static":
         images = ImageSet(binarize_static(images.images), images.labels, images.class_names,
                           images.factors, images.factor_names)

@@ -1,0 +1,123 @@
+"""Per-image scores, batched, for evaluation and anomaly detection (uint8 images in, (N,) out).
+
+Every function here runs under `torch.inference_mode()`, in eval mode, and
+draws its random numbers from `seed` inside a forked RNG: the same seed gives
+the same numbers, and the caller's random stream is left untouched.
+
+Dynamically binarised data is binarised *once* (`binarize_once`, seeded)
+before it is scored, so that the ELBO, the IWAE bound and the posterior
+statistics of an image all refer to the same binary image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ..models.vae import VAE
+from ..training.batches import Batches
+from .elbo import _EVAL_ELBO
+from .iwae import iwae_bound
+
+
+def binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """One seeded dynamic binarisation: each pixel is on with probability pixel/255, kept as uint8 0/255."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.bernoulli(images.float().div(255.0), generator=g) * 255).to(torch.uint8)
+
+
+@contextlib.contextmanager
+def _seeded_eval(model: VAE, seed: int) -> Iterator[None]:
+    """Eval mode, inference mode and a forked RNG seeded with `seed`; everything restored afterwards.
+
+    On the CPU the 4-D weights are held channels-last meanwhile: oneDNN then runs the
+    (transposed) convolutions about twice as fast (cvae2's decoder: ~1,700 -> ~3,500
+    images/s on 2 cores). Values are unchanged; the layout is restored afterwards.
+    """
+    was_training = model.training
+    cpu = model.device.type == "cpu"
+    devices = [] if cpu else [model.device]
+    model.eval()
+    if cpu:
+        model.to(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        if cpu:
+            model.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
+
+
+def _prepared(images: torch.Tensor, dynamic_binarize: bool, seed: int) -> torch.Tensor:
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    return binarize_once(images, seed) if dynamic_binarize else images
+
+
+def elbo_terms_per_image(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, seed: int = 0,
+                         dynamic_binarize: bool = False) -> dict[str, torch.Tensor]:
+    """The ELBO's terms per image, one z ~ q(z|x) each and the analytic KL: {'elbo', 'recon', 'kl'}, (N,) on CPU."""
+    images = _prepared(images, dynamic_binarize, seed)
+    parts: dict[str, list[torch.Tensor]] = {"elbo": [], "recon": [], "kl": []}
+    with _seeded_eval(model, seed):
+        for x in Batches(images, batch_size, device=model.device):
+            terms = _EVAL_ELBO(model, x)
+            for name, values in parts.items():
+                values.append(terms[name].float().cpu())
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def elbo_per_image(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, seed: int = 0,
+                   dynamic_binarize: bool = False) -> torch.Tensor:
+    """The ELBO of each image in nats (a lower bound on log p(x), negative): (N,) on CPU."""
+    return elbo_terms_per_image(model, images, batch_size=batch_size, seed=seed,
+                                dynamic_binarize=dynamic_binarize)["elbo"]
+
+
+def iwae_per_image(model: VAE, images: torch.Tensor, k: int, *, chunk: int | None = None, batch_size: int = 1000,
+                   seed: int = 0, dynamic_binarize: bool = False) -> torch.Tensor:
+    """The IWAE bound with `k` samples on log p(x) of each image in nats: (N,) on CPU.
+
+    `chunk` bounds the (image, sample) pairs decoded at once (memory; default per device, see
+    `iwae.default_chunk`);
+    `batch_size` the images encoded at once. Cost is linear in k.
+    """
+    images = _prepared(images, dynamic_binarize, seed)
+    out = []
+    with _seeded_eval(model, seed):
+        for x in Batches(images, batch_size, device=model.device):
+            out.append(iwae_bound(model, x, k, chunk=chunk).float().cpu())
+    return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class PosteriorStats:
+    """What z = mu says about a model on a set of images (no random draws)."""
+
+    mu: torch.Tensor          # (N, D) posterior means
+    kl_per_dim: torch.Tensor  # (D,) mean over images of KL(q(z_d|x) || N(0, 1)), nats
+    recon_mse: torch.Tensor   # (N,) mean squared error per image of the likelihood's mean at z = mu, [0, 1] units
+
+    def active_units(self, threshold: float = 0.01) -> int:
+        """Latent dims whose posterior mean varies over the data: Var_x(E_q[z_d]) > threshold (Burda et al. 2016)."""
+        return int((self.mu.double().var(dim=0, correction=0) > threshold).sum()) if len(self.mu) > 0 else 0
+
+
+def posterior_stats(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, seed: int = 0,
+                    dynamic_binarize: bool = False) -> PosteriorStats:
+    """Posterior means, per-dimension KL and the reconstruction MSE via z = mu, over uint8 images."""
+    images = _prepared(images, dynamic_binarize, seed)
+    mus, kl_sum, mses = [], None, []
+    with _seeded_eval(model, seed):
+        for x in Batches(images, batch_size, device=model.device):
+            q = model.encode(x)
+            kl = q.kl_per_dim().double().sum(0)  # (D,)
+            kl_sum = kl if kl_sum is None else kl_sum + kl
+            mus.append(q.mu.float().cpu())
+            mses.append((model.decode(q.mu) - x).pow(2).flatten(1).mean(1).float().cpu())
+    return PosteriorStats(mu=torch.cat(mus), kl_per_dim=(kl_sum / len(images)).float().cpu(), recon_mse=torch.cat(mses))
