@@ -108,11 +108,15 @@ def _one_line_error(capsys, argv) -> str:
     (["--dataset", "mnist", "--normal-classes", "one"], "expected label values"),
     (["--dataset", "nosuchset"], "nosuchset"),
     (["--input", "/nonexistent/dir"], "not a folder"),
-    (["--dataset", "cifar10"], "the run's model takes 1x28x28"),
     (["--dataset", "mnist", "--limit", "5", "--normal-classes", "0,1,2,3,4,5,6,7,8,9"], "no anomalous"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, mnist_run, data_root, extra, needle):
     assert needle in _one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(data_root)] + extra)
+
+
+def test_images_of_another_shape_are_refused(capsys, mnist_run, cifar_root):
+    err = _one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(cifar_root), "--dataset", "cifar10"])
+    assert "the run's model takes 1x28x28" in err
 
 
 def test_normal_classes_need_labels(capsys, tmp_path, mnist_run):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from .. import __version__
 from ..errors import TrainingStopped, VaelabError
 from . import anomaly, evaluate, info, plot, report, train, use
@@ -38,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError:
+        print("vaelab: error: out of GPU memory; lower --batch-size (or --chunk for evaluate and anomaly)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaelab: interrupted", file=sys.stderr)
