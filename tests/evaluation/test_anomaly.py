@@ -119,6 +119,14 @@ def test_images_of_another_shape_are_refused(capsys, mnist_run, cifar_root):
     assert "the run's model takes 1x28x28" in err
 
 
+def test_a_corrupt_file_in_input_is_named(capsys, tmp_path, mnist_run):
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "imgs" / "good.png")
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
+    err = _one_line_error(capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs")])
+    assert "broken.png: cannot read as an image" in err
+
+
 def test_normal_classes_need_labels(capsys, tmp_path, mnist_run):
     (tmp_path / "imgs").mkdir()
     for i in range(2):

@@ -72,14 +72,9 @@ def read_image_folder(path: str | os.PathLike, image_shape: tuple[int, int, int]
     files = folder.find_images(root)
     if not files:
         raise VaelabError(f"--input {path}: no images ({', '.join(sorted(folder.EXTENSIONS))}) found")
-    mode = "L" if c == 1 else "RGB"
-    pixels = np.stack([folder._read(root / f, h, mode) for f in files])  # (N, H, W) or (N, H, W, 3)
-    images = torch.from_numpy(pixels)
-    images = images.unsqueeze(1) if c == 1 else images.permute(0, 3, 1, 2).contiguous()
-    labels = None
-    if all(len(f.parts) >= 2 for f in files):
-        names = sorted({f.parts[0] for f in files})
-        labels = torch.tensor([names.index(f.parts[0]) for f in files], dtype=torch.int64)
+    images, _ = folder.read_images(root, files, size=h, grayscale=c == 1, where=f"--input {path}",
+                                   hint="remove or replace it")
+    labels, _ = folder.subfolder_labels(files)
     return images, [str(f) for f in files], labels
 
 
