@@ -7,17 +7,10 @@ import sys
 
 import pytest
 
+from clihelp import one_line_error
 from vaelab.cli import main
 
 
-def _one_line_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as e:
-        code = main(argv)
-        raise SystemExit(code)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -33,21 +26,21 @@ def _one_line_error(capsys, argv) -> str:
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
-    assert needle in _one_line_error(capsys, argv)
+    assert needle in one_line_error(capsys, argv)
 
 
 def test_a_folder_that_is_not_a_run(capsys, tmp_path):
-    assert "is not a vaelab run" in _one_line_error(capsys, ["evaluate", str(tmp_path)])
+    assert "is not a vaelab run" in one_line_error(capsys, ["evaluate", str(tmp_path)])
 
 
 def test_a_file_that_is_not_a_checkpoint(capsys, tmp_path):
     bad = tmp_path / "model.safetensors"
     bad.write_text("hello")
-    assert "not a vaelab checkpoint" in _one_line_error(capsys, ["sample", str(bad)])
+    assert "not a vaelab checkpoint" in one_line_error(capsys, ["sample", str(bad)])
 
 
 def test_missing_data_offline_names_file_and_directory(capsys, tmp_path):
-    err = _one_line_error(capsys, ["train", "--preset", "mlp2", "--data-dir", str(tmp_path), "--out",
+    err = one_line_error(capsys, ["train", "--preset", "mlp2", "--data-dir", str(tmp_path), "--out",
                                    str(tmp_path / "run")])
     assert "train-images-idx3-ubyte.gz" in err and str(tmp_path / "mnist") in err
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
@@ -60,7 +53,7 @@ def test_out_dir_holding_a_run_is_not_overwritten(capsys, tmp_path):
     assert main(args) == 0
     before = (run / "checkpoint.safetensors").read_bytes()
     capsys.readouterr()
-    assert "already holds a run" in _one_line_error(capsys, args)
+    assert "already holds a run" in one_line_error(capsys, args)
     assert (run / "checkpoint.safetensors").read_bytes() == before
 
 
@@ -69,9 +62,9 @@ def test_resume_refuses_config_changes_that_alter_results(capsys, tmp_path):
     assert main(["train", "--preset", "mlp2", "--dataset", "shapes", "--image-size", "32", "--limit", "32",
                  "--val-size", "16", "--epochs", "1", "--out", str(run), "--no-progress"]) == 0
     capsys.readouterr()
-    err = _one_line_error(capsys, ["train", "--resume", str(run), "--lr", "0.1", "--batch-size", "8"])
+    err = one_line_error(capsys, ["train", "--resume", str(run), "--lr", "0.1", "--batch-size", "8"])
     assert "train.lr (0.001 -> 0.1)" in err and "train.batch_size (64 -> 8)" in err
-    assert "--preset cannot be combined" in _one_line_error(capsys, ["train", "--resume", str(run), "--preset", "x"])
+    assert "--preset cannot be combined" in one_line_error(capsys, ["train", "--resume", str(run), "--preset", "x"])
 
 
 def test_real_process_exit_code_and_stderr(tmp_path):

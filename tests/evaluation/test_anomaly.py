@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import vaelab
+from clihelp import one_line_error
 from vaelab.cli import main
 from vaelab.evaluation.anomaly import auroc
 
@@ -91,13 +92,6 @@ def test_cli_without_output_prints_the_most_anomalous(capsys, tmp_path, mnist_ru
     assert "3 images scored" in out and "most anomalous: x" in out and "AUROC" not in out
 
 
-def _one_line_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(main(argv))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.mark.parametrize("extra, needle", [
@@ -111,11 +105,11 @@ def _one_line_error(capsys, argv) -> str:
     (["--dataset", "mnist", "--limit", "5", "--normal-classes", "0,1,2,3,4,5,6,7,8,9"], "no anomalous"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, mnist_run, data_root, extra, needle):
-    assert needle in _one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(data_root)] + extra)
+    assert needle in one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(data_root)] + extra)
 
 
 def test_images_of_another_shape_are_refused(capsys, mnist_run, cifar_root):
-    err = _one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(cifar_root), "--dataset", "cifar10"])
+    err = one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(cifar_root), "--dataset", "cifar10"])
     assert "the run's model takes 1x28x28" in err
 
 
@@ -123,7 +117,7 @@ def test_a_corrupt_file_in_input_is_named(capsys, tmp_path, mnist_run):
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "imgs" / "good.png")
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
-    err = _one_line_error(capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs")])
+    err = one_line_error(capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs")])
     assert "broken.png: cannot read as an image" in err
 
 
@@ -131,6 +125,6 @@ def test_normal_classes_need_labels(capsys, tmp_path, mnist_run):
     (tmp_path / "imgs").mkdir()
     for i in range(2):
         Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-    err = _one_line_error(capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs"),
+    err = one_line_error(capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs"),
                                    "--normal-classes", "0"])
     assert "needs labelled images" in err

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import vaelab
+from clihelp import one_line_error
 from vaelab.cli import main
 from vaelab.training.rundir import RunDir
 from vaelab.training.trainer import load_model
@@ -185,21 +186,14 @@ def test_cli_writes_into_the_run_and_prints_the_files(grey_run, tmp_path, capsys
 ])
 def test_bad_options_are_one_line_and_exit_2(grey_run, tmp_path, capsys, extra, needle):
     out = tmp_path / "out"
-    err = _one_line_error(capsys, ["plot", str(grey_run), "-o", str(out), *extra])
+    err = one_line_error(capsys, ["plot", str(grey_run), "-o", str(out), *extra])
     assert needle in err
     assert not out.exists()
 
 
 def test_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
-    assert "no such run" in _one_line_error(capsys, ["plot", str(tmp_path / "nothing")])
-    assert "is not a vaelab run" in _one_line_error(capsys, ["plot", str(tmp_path)])
+    assert "no such run" in one_line_error(capsys, ["plot", str(tmp_path / "nothing")])
+    assert "is not a vaelab run" in one_line_error(capsys, ["plot", str(tmp_path)])
     assert not (tmp_path / "plots").exists()
 
 
-def _one_line_error(capsys, argv) -> str:
-    with pytest.raises(SystemExit) as e:
-        raise SystemExit(main(argv))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
