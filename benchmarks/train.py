@@ -1,126 +1,154 @@
 """Training throughput of the presets against this machine's measured matrix peak.
 
-    python -m benchmarks.train [--cases cvae2:32 cvae2:128 mlp2 conv16 cifar128] [--steps 60] [--repeats 3]
-                               [--device cpu]
+    python -m benchmarks.train [--cases cvae2:32 cvae2:32:bf16 cvae2:128:bf16 mlp2 conv16 cifar128]
+                               [--steps 60] [--repeats 3] [--rounds 1] [--device cpu]
+                               [--reference PYTHON_WITH_TF]
 
-For each case (PRESET or PRESET:BATCH; the preset's own batch size by
-default) prints images/s and ms per step (best of --repeats timed blocks of
---steps optimiser steps, after warm-up), the FLOPs of one training image
-(forward + backward, counted with torch.utils.flop_counter), the achieved
-GFLOP/s, that as a fraction of the fp32 matrix-product peak measured in the
-same run, and the peak memory (resident set size on CPU, max allocated on
-CUDA). Each case runs in a fresh process so its peak memory is its own. The
-step is vaelab's own `train_step`, on random images of the preset's shape,
-so the data pipeline is not included. Timings mean nothing while other
-processes use the cores: run it on an idle machine.
+A case is PRESET[:BATCH][:PRECISION][:nchw] (the preset's batch size and
+fp32 by default). For each, prints images/s and ms per step (best of
+--repeats timed blocks of --steps optimiser steps, after warm-up), the FLOPs
+of one training image (forward + backward, counted with
+torch.utils.flop_counter), the achieved GFLOP/s, that as a fraction of the
+fp32 matrix-product peak measured in the same run, and the peak memory
+(resident set size on the CPU, max allocated on CUDA). The step is the one
+`vaelab train` runs: the model placed by `vaelab.runtime.place`
+(channels-last on the CPU unless the case says nchw), its optimiser kernel,
+`train_step` with its guards, on random images of the preset's shape (the
+data pipeline is `benchmarks.data`). Each case runs in a fresh process.
+--reference times the seed 003 TensorFlow recipe (benchmarks/tf_reference.py)
+with that interpreter in the same run, for the side-by-side ratio.
+Timings mean nothing while other processes use the cores: run it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
-import time
 
-DEFAULT_CASES = ["cvae2:32", "cvae2:128", "mlp2", "conv16", "cifar128"]
+from .common import ROOT, count_flops, in_fresh_process, matmul_peak_gflops, peak_memory_mb, reset_peak_memory, sync, time_best
+
+DEFAULT_CASES = ["cvae2:32", "cvae2:32:bf16", "cvae2:128", "cvae2:128:bf16", "cvae2:256:bf16",
+                 "mlp2", "conv16", "conv16:128:bf16", "cifar128", "cifar128:128:bf16"]
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def matmul_peak_gflops(device, n: int = 2048, repeats: int = 10) -> float:
-    """fp32 GFLOP/s of an n x n matrix product: this machine's practical peak."""
-    import torch
-
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
-def _sync(device) -> None:
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+def parse_case(case: str) -> tuple[str, int | None, str, bool]:
+    """'cvae2:128:bf16' -> ('cvae2', 128, 'bf16', channels_last_allowed)."""
+    name, *rest = case.split(":")
+    batch, precision, nchw = None, "fp32", False
+    for part in rest:
+        if part.isdigit():
+            batch = int(part)
+        elif part in ("fp32", "bf16"):
+            precision = part
+        elif part == "nchw":
+            nchw = True
+        else:
+            raise SystemExit(f"bad case {case!r}: expected PRESET[:BATCH][:fp32|bf16][:nchw]")
+    return name, batch, precision, nchw
 
 
 def worker(args: argparse.Namespace) -> dict:
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from vaelab.models import build_model
     from vaelab.presets import PRESETS
+    from vaelab.runtime import place, prepare_device
     from vaelab.training.optim import build_optimizer
     from vaelab.training.step import train_step
 
-    name, _, batch = args.case.partition(":")
+    name, batch, precision, nchw = parse_case(args.worker)
     cfg = PRESETS[name].config
-    batch_size = int(batch) if batch else cfg.train.batch_size
+    batch_size = batch or cfg.train.batch_size
     device = torch.device(args.device)
+    prepare_device(device)
     shape = SHAPES[cfg.data.name]
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.objective, shape).to(device)
+    model = build_model(cfg.model, cfg.objective, shape)
+    model = model.to(device) if nchw else place(model, device)
     optimizer = build_optimizer(model.parameters(), cfg.train)
     x = torch.rand(batch_size, *shape, device=device)
     if cfg.data.binarize != "none":
         x = torch.bernoulli(x)
+    if not nchw:
+        from vaelab.runtime import batch_memory_format
+        x = x.contiguous(memory_format=batch_memory_format(model))
+    step = lambda: train_step(model, optimizer, x, precision=precision)  # noqa: E731
 
-    with FlopCounterMode(display=False) as counter:
-        train_step(model, optimizer, x)
-    flops_per_image = counter.get_total_flops() / batch_size
-
+    flops_per_image = count_flops(model, step) / batch_size
     for _ in range(5):  # warm-up: allocator, kernels, optimiser state
-        train_step(model, optimizer, x)
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    best = float("inf")
-    for _ in range(args.repeats):
-        _sync(device)
-        start = time.perf_counter()
+        step()
+    reset_peak_memory(device)
+
+    def block():
         for _ in range(args.steps):
-            train_step(model, optimizer, x)
-        _sync(device)
-        best = min(best, (time.perf_counter() - start) / args.steps)
-    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"case": f"{name}:{batch_size}", "ms_per_step": best * 1e3, "images_per_s": batch_size / best,
-            "mflop_per_image": flops_per_image / 1e6, "gflops": flops_per_image * batch_size / best / 1e9,
-            "peak_mb": peak_mb}
+            step()
+
+    best = time_best(block, args.repeats, device) / args.steps
+    sync(device)
+    return {"case": f"{name}:{batch_size}:{precision}" + (":nchw" if nchw else ""), "ms_per_step": best * 1e3,
+            "images_per_s": batch_size / best, "mflop_per_image": flops_per_image / 1e6,
+            "gflops": flops_per_image * batch_size / best / 1e9, "peak_mb": peak_memory_mb(device)}
+
+
+def reference(python: str, steps: int, repeats: int) -> dict:
+    """The TensorFlow recipe's step rate at batch 32, timed by another interpreter."""
+    out = subprocess.run([python, "benchmarks/tf_reference.py", "--steps", str(steps * 3), "--repeats", str(repeats)],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if out.returncode != 0:
+        raise SystemExit(f"the TensorFlow reference failed:\n{out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="PRESET or PRESET:BATCH")
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="PRESET[:BATCH][:fp32|bf16][:nchw]")
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps per timed block")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="run every case this many times, interleaved; keep the best")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--reference", metavar="PYTHON", help="a Python with TensorFlow: time the seed 003 recipe too")
     parser.add_argument("--worker", metavar="CASE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        args.case = args.worker
         print(json.dumps(worker(args)))
         return 0
 
     import torch
 
-    peak = matmul_peak_gflops(args.device)
-    print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3)")
-    print(f"{'case':<14}{'img/s':>9}{'ms/step':>9}{'MFLOP/img':>11}{'GFLOP/s':>9}{'of peak':>9}{'peak MB':>9}")
     for case in args.cases:
-        cmd = [sys.executable, "-m", "benchmarks.train", "--worker", case, "--steps", str(args.steps),
-               "--repeats", str(args.repeats), "--device", args.device]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        print(f"{r['case']:<14}{r['images_per_s']:>9.0f}{r['ms_per_step']:>9.2f}{r['mflop_per_image']:>11.1f}"
+        parse_case(case)  # fail on a typo before anything runs
+    peak = matmul_peak_gflops(args.device)
+    print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3); "
+          f"best of {args.rounds} round(s), the cases interleaved")
+    best: dict[str, dict] = {}
+    for _ in range(args.rounds):  # interleaved, so a slow minute on a shared machine hits every case alike
+        for case in args.cases:
+            r = in_fresh_process("benchmarks.train", ["--worker", case, "--steps", str(args.steps),
+                                                      "--repeats", str(args.repeats), "--device", args.device])
+            if r["images_per_s"] > best.get(case, {}).get("images_per_s", 0):
+                best[case] = r
+        if args.reference:
+            r = reference(args.reference, args.steps, args.repeats)
+            if r["images_per_s"] > best.get("reference", {}).get("images_per_s", 0):
+                best["reference"] = r
+    print(f"{'case':<22}{'img/s':>9}{'ms/step':>9}{'MFLOP/img':>11}{'GFLOP/s':>9}{'of peak':>9}{'peak MB':>9}")
+    for case in args.cases:
+        r = best[case]
+        print(f"{r['case']:<22}{r['images_per_s']:>9.0f}{r['ms_per_step']:>9.2f}{r['mflop_per_image']:>11.1f}"
               f"{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_mb']:>9.0f}")
+    cvae2 = [best[c] for c in args.cases if c.startswith("cvae2")]
+    if cvae2:
+        fastest = max(cvae2, key=lambda r: r["images_per_s"])
+        print(f"fastest cvae2 case: {fastest['case']} at {fastest['images_per_s']:.0f} img/s")
+    if args.reference:
+        ref = best["reference"]
+        print(f"{ref['case']:<22}{ref['images_per_s']:>9.0f}{ref['ms_per_step']:>9.2f}   (TensorFlow {ref['tensorflow']})")
+        for r in cvae2:
+            print(f"  {r['case']:<20} {r['images_per_s'] / ref['images_per_s']:.2f}x the TensorFlow recipe")
     return 0
 
 

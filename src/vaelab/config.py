@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     drop_last: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the forward pass under bf16 autocast, losses in fp32
     eval_batch_size: int = 1000
     sample_grid: int = 64  # fixed-noise samples drawn after every epoch
     checkpoint_every: int | None = None  # also checkpoint every N steps (mid-epoch)
@@ -253,6 +254,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "seed": ("train", "seed"),
     "drop_last": ("train", "drop_last"),
     "device": ("train", "device"),
+    "precision": ("train", "precision"),
     "eval_batch_size": ("train", "eval_batch_size"),
     "sample_grid": ("train", "sample_grid"),
     "checkpoint_every": ("train", "checkpoint_every"),

@@ -20,6 +20,7 @@ import torch
 from ..config import ObjectiveConfig
 from ..models.objectives import ELBO
 from ..models.vae import VAE
+from ..runtime import batch_memory_format, is_channels_last, memory_format_for
 from ..training.batches import Batches
 from .iwae import iwae_bound
 
@@ -39,22 +40,23 @@ def binarize_once(images: torch.Tensor, seed: int) -> torch.Tensor:
 def _seeded_eval(model: VAE, seed: int) -> Iterator[None]:
     """Eval mode, inference mode and a forked RNG seeded with `seed`; everything restored afterwards.
 
-    On the CPU the 4-D weights are held channels-last meanwhile: oneDNN then runs the
-    (transposed) convolutions about twice as fast (cvae2's decoder: ~1,700 -> ~3,500
-    images/s on 2 cores). Values are unchanged; the layout is restored afterwards.
+    On the CPU the 4-D weights are held channels-last meanwhile (`runtime.memory_format_for`):
+    oneDNN then runs the (transposed) convolutions about twice as fast (cvae2's decoder:
+    ~1,700 -> ~3,500 images/s on 2 cores). Values are unchanged; the layout is restored afterwards.
     """
     was_training = model.training
     cpu = model.device.type == "cpu"
     devices = [] if cpu else [model.device]
     model.eval()
-    if cpu:
+    relayout = memory_format_for(model, model.device) == torch.channels_last and not is_channels_last(model)
+    if relayout:
         model.to(memory_format=torch.channels_last)
     try:
         with torch.inference_mode(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             yield
     finally:
-        if cpu:
+        if relayout:
             model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
 
@@ -71,7 +73,7 @@ def elbo_terms_per_image(model: VAE, images: torch.Tensor, *, batch_size: int = 
     images = _prepared(images, dynamic_binarize, seed)
     parts: dict[str, list[torch.Tensor]] = {"elbo": [], "recon": [], "kl": []}
     with _seeded_eval(model, seed):
-        for x in Batches(images, batch_size, device=model.device):
+        for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
             terms = _EVAL_ELBO(model, x)
             for name, values in parts.items():
                 values.append(terms[name].float().cpu())
@@ -96,7 +98,7 @@ def iwae_per_image(model: VAE, images: torch.Tensor, k: int, *, chunk: int | Non
     images = _prepared(images, dynamic_binarize, seed)
     out = []
     with _seeded_eval(model, seed):
-        for x in Batches(images, batch_size, device=model.device):
+        for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
             out.append(iwae_bound(model, x, k, chunk=chunk).float().cpu())
     return torch.cat(out)
 
@@ -120,7 +122,7 @@ def posterior_stats(model: VAE, images: torch.Tensor, *, batch_size: int = 1000,
     images = _prepared(images, dynamic_binarize, seed)
     mus, kl_sum, mses = [], None, []
     with _seeded_eval(model, seed):
-        for x in Batches(images, batch_size, device=model.device):
+        for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
             q = model.encode(x)
             kl = q.kl_per_dim().double().sum(0)  # (D,)
             kl_sum = kl if kl_sum is None else kl_sum + kl

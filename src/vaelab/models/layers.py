@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VaelabError
@@ -34,7 +35,36 @@ def conv_valid(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 
 def deconv_same(c_in: int, c_out: int, stride: int = 1) -> nn.ConvTranspose2d:
     """3x3 transposed convolution with TensorFlow's 'same' output size (H*stride)."""
+    if stride == 1 and c_out <= NarrowConvTranspose2d.MAX_OUT:
+        return NarrowConvTranspose2d(c_in, c_out, 3, padding=1)
     return nn.ConvTranspose2d(c_in, c_out, 3, stride=stride, padding=1, output_padding=stride - 1)
+
+
+class NarrowConvTranspose2d(nn.ConvTranspose2d):
+    """A stride-1 transposed convolution to a few channels (an image's 1 or 3), computed depthwise.
+
+    Same parameters, same initialisation and same result (up to float rounding)
+    as `nn.ConvTranspose2d`; only the kernel differs. oneDNN handles one output
+    channel poorly: cvae2's last layer cost as much as the 16x larger layer
+    before it. Here each input channel is correlated with its flipped 3x3
+    filters (a depthwise convolution, C_in*C_out maps) and the maps are summed
+    over C_in: 4x faster forward and 1.6x forward+backward on 2 CPU cores
+    (batch 32, channels-last). Only for stride 1, where the transposed
+    convolution is exactly a correlation with the flipped kernel.
+    """
+
+    MAX_OUT = 4  # the depthwise maps are C_in * C_out channels: worth it only for a few outputs
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if (x.device.type != "cpu" or self.stride != (1, 1) or self.dilation != (1, 1) or self.groups != 1
+                or output_size is not None):  # measured on the CPU only; cuDNN has its own kernels
+            return super().forward(x, output_size)
+        c_in, c_out, kh, kw = self.weight.shape
+        depthwise = self.weight.flip(-1, -2).reshape(c_in * c_out, 1, kh, kw)  # map c*C_out + o
+        pad = (kh - 1 - self.padding[0], kw - 1 - self.padding[1])
+        maps = F.conv2d(x, depthwise, None, padding=pad, groups=c_in)      # (B, C_in*C_out, H, W)
+        out = maps.unflatten(1, (c_in, c_out)).sum(1)                      # (B, C_out, H, W)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
 def keras_batchnorm(channels: int, dims: int = 2) -> nn.Module:

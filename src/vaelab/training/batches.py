@@ -25,7 +25,7 @@ class Batches:
 
     def __init__(self, images: torch.Tensor, batch_size: int, *, device: torch.device | str = "cpu",
                  shuffle: bool = False, drop_last: bool = False, dynamic_binarize: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, memory_format: torch.memory_format = torch.contiguous_format) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("Batches takes uint8 images of shape (N, C, H, W)")
         if drop_last and len(images) < batch_size:
@@ -37,6 +37,7 @@ class Batches:
         self.drop_last = drop_last
         self.dynamic_binarize = dynamic_binarize
         self.seed = seed
+        self.memory_format = memory_format  # channels-last for a channels-last model
 
     def __len__(self) -> int:
         n, b = len(self.images), self.batch_size
@@ -61,7 +62,7 @@ class Batches:
             x = self.images[order[i * self.batch_size:(i + 1) * self.batch_size]].float().div_(255.0)
             if self.dynamic_binarize:
                 x = torch.bernoulli(x)  # a fresh binarisation every time an image is seen
-            yield x
+            yield x.contiguous(memory_format=self.memory_format)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self.epoch(0)

@@ -12,6 +12,7 @@ from ..config import RunConfig
 from ..errors import TrainingStopped
 from ..evaluation.elbo import evaluate_elbo
 from ..models.vae import VAE
+from ..runtime import batch_memory_format
 from ..viz.grid import save_grid
 from .batches import Batches
 from .checkpoint import Progress, save_checkpoint
@@ -41,7 +42,8 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     device = model.device
     dynamic = cfg.data.binarize == "dynamic"
     train = Batches(splits.train.images, tc.batch_size, device=device, shuffle=True,
-                    drop_last=tc.drop_last, dynamic_binarize=dynamic, seed=tc.seed)
+                    drop_last=tc.drop_last, dynamic_binarize=dynamic, seed=tc.seed,
+                    memory_format=batch_memory_format(model))
     # The same noise every epoch shows how one set of samples improves (as seed 003 does).
     fixed_z = model.prior.sample(tc.sample_grid, generator=torch.Generator().manual_seed(tc.seed)).to(device)
     if p.epoch == 0 and p.batch == 0 and tc.sample_grid:
@@ -61,7 +63,7 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
                        desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=None if show_progress else True)
             for x in bar:
                 terms, applied = train_step(model, optimizer, x, grad_clip=tc.grad_clip,
-                                            skip_grad_norm=tc.skip_grad_norm)
+                                            skip_grad_norm=tc.skip_grad_norm, precision=tc.precision)
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:
                     consecutive_skips = 0

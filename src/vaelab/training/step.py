@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..models.vae import VAE
+from ..runtime import autocast
 
 
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
-               grad_clip: float | None = None, skip_grad_norm: float | None = None,
+               grad_clip: float | None = None, skip_grad_norm: float | None = None, precision: str = "fp32",
                ) -> tuple[dict[str, torch.Tensor], bool]:
     """Minimise the batch mean of the objective's per-example loss.
 
@@ -18,17 +17,22 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     The update is skipped (weights and optimiser state untouched) when the loss
     or the gradient norm is not finite, or the norm exceeds `skip_grad_norm`
     (as VDVAE does); otherwise the gradient is clipped to `grad_clip` first.
+    `precision="bf16"` runs the forward pass under bf16 autocast; the loss
+    terms are fp32 either way.
     """
-    terms = model(x)
+    with autocast(x.device, precision):
+        terms = model(x)
     loss = terms["loss"].mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else math.inf)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
     ok = torch.isfinite(norm) & torch.isfinite(loss)
     if skip_grad_norm is not None:
         ok &= norm <= skip_grad_norm
     applied = bool(ok)  # one host sync per step: free on the CPU, a few microseconds on CUDA
     if applied:
+        if grad_clip is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm, foreach=True)
         optimizer.step()
     return {k: v.detach() for k, v in terms.items()}, applied

@@ -10,6 +10,7 @@ import torch
 from ..config import RESUMABLE_CHANGES, SECTIONS, RunConfig, apply_overrides, to_dict
 from ..errors import VaelabError
 from ..models.vae import VAE, build_model
+from ..runtime import place, prepare_device
 from .checkpoint import load_checkpoint, load_model_state, restore_rng
 from .data import prepare_splits
 from .device import resolve_device
@@ -26,9 +27,10 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
     if run.checkpoint_path.exists():
         raise VaelabError(f"{run.path} already holds a run; continue it with --resume {run.path} or pick another --out")
     device = resolve_device(cfg.train.device)
+    prepare_device(device)
     splits = prepare_splits(cfg.data, data_dir)
     torch.manual_seed(cfg.train.seed)  # fixes the initial weights and every draw after them
-    model = build_model(cfg.model, cfg.objective, splits.train.image_shape).to(device)
+    model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
     optimizer = build_optimizer(model.parameters(), cfg.train)
     run.write_config(cfg)
     log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
@@ -58,12 +60,14 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
         log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
         return run.path
     device = resolve_device(cfg.train.device)
+    prepare_device(device)
     splits = prepare_splits(cfg.data, data_dir)
-    model = build_model(cfg.model, cfg.objective, ckpt.image_shape).to(device)
+    model = place(build_model(cfg.model, cfg.objective, ckpt.image_shape), device)
     load_model_state(model, ckpt, where=str(run.checkpoint_path))
     optimizer = build_optimizer(model.parameters(), cfg.train)
     if ckpt.optimizer_state is not None:
         optimizer.load_state_dict(ckpt.optimizer_state)
+        _match_param_layout(optimizer)
     restore_rng(ckpt.rng_state)
     run.remove_stale_temp_files()
     run.keep_metrics_through(ckpt.epoch)
@@ -73,6 +77,14 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
     fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
         show_progress=progress, log=log)
     return run.path
+
+
+def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Loaded optimiser state (saved contiguous) in the same memory layout as its parameter."""
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def config_diff(old: RunConfig, new: RunConfig) -> dict[tuple[str, str], tuple]:
@@ -93,4 +105,6 @@ def load_model(run: str | Path, *, device: str = "cpu") -> VAE:
     model = build_model(ckpt.config.model, ckpt.config.objective, ckpt.image_shape)
     load_model_state(model, ckpt, where=str(run))
     model.config = ckpt.config
-    return model.to(resolve_device(device)).eval()
+    device = resolve_device(device)
+    prepare_device(device)
+    return model.to(device).eval()

@@ -1,0 +1,112 @@
+"""What every benchmark shares: the machine's measured peak, device syncs, memory, fresh worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def matmul_peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = 10) -> float:
+    """fp32 GFLOP/s of an n x n matrix product: this machine's practical peak, measured now."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device) -> float:
+    """Start a peak-memory measurement; returns the baseline (MiB) that `peak_memory_mb` subtracts on the CPU."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return 0.0
+    return rss_mb()
+
+
+def peak_memory_mb(device, baseline: float = 0.0) -> float:
+    """Peak memory since `reset_peak_memory`: CUDA max allocated, or on the CPU the process's peak
+    resident set size minus `baseline` (pass 0 for the whole process's peak)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline  # KiB on Linux
+
+
+def rss_mb() -> float:
+    """The process's resident set size now (MiB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def time_best(fn, repeats: int, device) -> float:
+    """Best wall time of `repeats` calls of fn (seconds), synchronising the device around each."""
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def in_fresh_process(module: str, args: list[str]) -> dict:
+    """Run `python -m module args` (a benchmark's --worker mode) and return the JSON of its last line.
+
+    Each measurement gets its own process, so its peak memory is its own and
+    no earlier case has warmed (or fragmented) its allocator.
+    """
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{module} {' '.join(args)} failed:\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def count_flops(model, fn) -> int:
+    """FLOPs of one call of fn(), counted with torch.utils.flop_counter on the model's plain layers.
+
+    The arithmetic is the model's, not the kernel's: `NarrowConvTranspose2d`
+    computes the same transposed convolution as a grouped one, and the
+    counter's formula for grouped convolution backward ignores the groups
+    (it counted cvae2 at 46.7 instead of 32.7 MFLOP per image), so those
+    layers are counted as the plain `nn.ConvTranspose2d` they equal.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vaelab.models.layers import NarrowConvTranspose2d
+
+    narrow = [m for m in model.modules() if isinstance(m, NarrowConvTranspose2d)]
+    for m in narrow:
+        m.__class__ = torch.nn.ConvTranspose2d
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        for m in narrow:
+            m.__class__ = NarrowConvTranspose2d
+    return counter.get_total_flops()
