@@ -68,10 +68,11 @@ def batch_memory_format(model: torch.nn.Module) -> torch.memory_format:
 def memory_format_for(model: torch.nn.Module, device: torch.device) -> torch.memory_format:
     """Channels-last for convolutional models on the CPU, where oneDNN runs it faster; else contiguous.
 
-    Measured on 2 cores (`python -m benchmarks.train --cases cvae2:32 cvae2:128 --layouts ...`):
-    cvae2 trains 1.06-1.08x faster channels-last in fp32, and bf16 only pays
-    off channels-last (1.25x at batch 32, 1.5x at 128, against 0.9-1.0x in
-    NCHW). The values computed are the same up to float rounding.
+    Measured on 2 cores (`python -m benchmarks train --cases cvae2:32 cvae2:32:nchw`):
+    cvae2 trains 1.06x to 1.34x faster channels-last in fp32 (runs differ on a
+    shared machine), and bf16 only pays off channels-last (1.25x at batch 32
+    and 1.5x at 128 over fp32, against 0.9x to 1.0x in NCHW). The values
+    computed are the same up to float rounding.
     """
     has_conv = any(p.dim() == 4 for p in model.parameters())
     return torch.channels_last if device.type == "cpu" and has_conv else torch.contiguous_format
