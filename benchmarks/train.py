@@ -56,7 +56,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from vaelab.models import build_model
     from vaelab.presets import PRESETS
-    from vaelab.runtime import place, prepare_device
+    from vaelab.runtime import batch_memory_format, place, prepare_device
     from vaelab.training.optim import build_optimizer
     from vaelab.training.step import train_step
 
@@ -73,9 +73,7 @@ def worker(args: argparse.Namespace) -> dict:
     x = torch.rand(batch_size, *shape, device=device)
     if cfg.data.binarize != "none":
         x = torch.bernoulli(x)
-    if not nchw:
-        from vaelab.runtime import batch_memory_format
-        x = x.contiguous(memory_format=batch_memory_format(model))
+    x = x.contiguous(memory_format=batch_memory_format(model))  # NCHW for an NCHW model
     step = lambda: train_step(model, optimizer, x, precision=precision)  # noqa: E731
 
     flops_per_image = count_flops(model, step) / batch_size
