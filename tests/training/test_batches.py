@@ -46,8 +46,9 @@ def test_static_and_dynamic_binarisation():
     x = torch.cat(list(Batches(grey, 500, dynamic_binarize=True)))
     assert set(x.unique().tolist()) == {0.0, 1.0}
     assert abs(x.mean().item() - 64 / 255) < 0.02
-    y = torch.cat(list(Batches(grey, 500, dynamic_binarize=True)))
-    assert not torch.equal(x, y)  # resampled every time
+    batches = Batches(grey, 500, dynamic_binarize=True, seed=1)
+    assert not torch.equal(torch.cat(list(batches.epoch(1))), torch.cat(list(batches.epoch(2))))  # every epoch anew
+    assert torch.equal(torch.cat(list(batches.epoch(1))), torch.cat(list(batches.epoch(1))))  # from (seed, epoch)
 
 
 def test_validation_is_a_seeded_disjoint_carve_out(data_root):

@@ -7,6 +7,7 @@ import argparse
 from ..api import resolve_config
 from ..config import nest_overrides
 from ..errors import VaelabError
+from ..training.distributed import from_env
 from ..training.trainer import resume_run, start_run
 from .args import add_data_dir, non_negative_float, non_negative_int, positive_float, positive_int
 
@@ -82,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cfg = resolve_config(args.preset, config=args.config, **flags)
     path = start_run(cfg, out=args.out, data_dir=args.data_dir, progress=progress)
-    print(f"done: {path}  (samples in {path / 'samples'}, checkpoint {path / 'checkpoint.safetensors'})")
+    if from_env().is_main:
+        print(f"done: {path}  (samples in {path / 'samples'}, checkpoint {path / 'checkpoint.safetensors'})")
     return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import noise
 from .registry import POSTERIORS, PRIORS
 
 LOG_2PI = math.log(2 * math.pi)
@@ -30,7 +31,8 @@ class DiagGaussian:
     def rsample(self, n: int | None = None) -> torch.Tensor:
         """Reparameterised sample z = mu + sigma * eps: (B, D), or (n, B, D) when n is given."""
         shape = self.mu.shape if n is None else (n, *self.mu.shape)
-        return self.mu + self.std * torch.randn(shape, dtype=self.mu.dtype, device=self.mu.device)
+        eps = noise.standard_normal(shape, batch_dim=-2, dtype=self.mu.dtype, device=self.mu.device)
+        return self.mu + self.std * eps
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z), summed over the latent dim: (..., B, D) -> (..., B)."""

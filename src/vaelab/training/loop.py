@@ -11,12 +11,14 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..errors import TrainingStopped
 from ..evaluation.elbo import evaluate_elbo
+from ..models.noise import step_noise
 from ..models.vae import VAE
 from ..runtime import batch_memory_format
 from ..viz.grid import save_grid
 from .batches import Batches
 from .checkpoint import Progress, save_checkpoint
 from .data import Splits
+from .distributed import Dist
 from .rundir import RunDir
 from .signals import StopRequests
 from .step import train_step
@@ -27,7 +29,7 @@ TERMS = ("loss", "elbo", "recon", "kl")
 
 def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunConfig, run: RunDir, *,
         progress: Progress | None = None, callbacks: Iterable[EpochCallback] = (),
-        show_progress: bool = True, log: Callable[[str], None] = print) -> Progress:
+        show_progress: bool = True, log: Callable[[str], None] = print, dist: Dist = Dist()) -> Progress:
     """Train from `progress` (a fresh start when None) to `cfg.train.epochs`.
 
     After every epoch: validation ELBO, one line on the console and in
@@ -35,40 +37,49 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     that order; with `checkpoint_every`, also every N steps. A SIGINT or
     SIGTERM finishes the step in progress, checkpoints and raises
     `TrainingStopped`. Updates with a non-finite loss or gradient are skipped
-    (counted); `max_skips` of them in a row stop the run.
+    (counted); `max_skips` of them in a row stop the run. Under torchrun
+    (`dist`), every rank trains on its rows of each batch; only rank 0
+    validates, writes files, logs and calls `callbacks`.
     """
     tc = cfg.train
     p = progress or Progress()
     device = model.device
-    dynamic = cfg.data.binarize == "dynamic"
     train = Batches(splits.train.images, tc.batch_size, device=device, shuffle=True,
-                    drop_last=tc.drop_last, dynamic_binarize=dynamic, seed=tc.seed,
-                    memory_format=batch_memory_format(model))
+                    drop_last=tc.drop_last, dynamic_binarize=cfg.data.binarize == "dynamic", seed=tc.seed,
+                    memory_format=batch_memory_format(model), shard=dist)
+    step_model, step_rng = dist.wrap(model), torch.Generator(device)
     # The same noise every epoch shows how one set of samples improves (as seed 003 does).
     fixed_z = model.prior.sample(tc.sample_grid, generator=torch.Generator().manual_seed(tc.seed)).to(device)
-    if p.epoch == 0 and p.batch == 0 and tc.sample_grid:
+    if dist.is_main and p.epoch == 0 and p.batch == 0 and tc.sample_grid:
         _save_samples(model, fixed_z, run.sample_path(0))
 
-    def checkpoint() -> None:
-        save_checkpoint(run.checkpoint_path, config=cfg, image_shape=model.image_shape, model=model,
-                        optimizer=optimizer, progress=p)
+    def checkpoint(sums: torch.Tensor) -> None:
+        p.sums = dist.sum(sums).cpu()  # this rank's running sums, and rank 0 carries the saved ones
+        if dist.is_main:
+            save_checkpoint(run.checkpoint_path, config=cfg, image_shape=model.image_shape, model=model,
+                            optimizer=optimizer, progress=p)
 
     with StopRequests() as stop:
         for epoch in range(p.epoch + 1, tc.epochs + 1):
             model.train()
-            sums = p.sums.to(device)  # loss, elbo, recon, kl summed over the images of applied steps
+            # loss, elbo, recon, kl summed over this rank's images of applied steps
+            sums = p.sums.to(device) if dist.is_main else torch.zeros(4, dtype=torch.float64, device=device)
             consecutive_skips = 0
             start = time.perf_counter() - p.seconds
             bar = tqdm(train.epoch(epoch, skip=p.batch), total=len(train), initial=p.batch, unit="batch",
-                       desc=f"epoch {epoch}/{tc.epochs}", leave=False, disable=None if show_progress else True)
+                       desc=f"epoch {epoch}/{tc.epochs}", leave=False,
+                       disable=None if show_progress and dist.is_main else True)
             for x in bar:
-                terms, applied = train_step(model, optimizer, x, grad_clip=tc.grad_clip,
-                                            skip_grad_norm=tc.skip_grad_norm, precision=tc.precision)
+                n = train.size(p.batch)
+                with step_noise(step_rng, tc.seed, p.step, dist.rows(n), n):
+                    terms, applied = train_step(step_model, optimizer, x, grad_clip=tc.grad_clip,
+                                                skip_grad_norm=tc.skip_grad_norm, precision=tc.precision,
+                                                batch_size=n, dist=dist)
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:
                     consecutive_skips = 0
                     sums += torch.stack([terms[k].sum() for k in TERMS]).double()
-                    p.images += len(x)
+                    p.images += n
                 else:
                     p.skipped, consecutive_skips = p.skipped + 1, consecutive_skips + 1
                     if consecutive_skips >= tc.max_skips:
@@ -78,23 +89,29 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
                             f"Try a lower --lr or --grad-clip")
                 if p.batch % 50 == 1 and not bar.disable:  # the only host sync in the epoch, besides the guard
                     bar.set_postfix(loss=f"{terms['loss'].mean().item():.2f}", skipped=p.skipped)
-                if stop.requested or (tc.checkpoint_every and p.step % tc.checkpoint_every == 0):
-                    p.sums, p.seconds = sums.cpu(), time.perf_counter() - start
-                    checkpoint()
-                    if stop.requested:
-                        raise TrainingStopped(f"stopped by {stop.requested} at epoch {epoch}, step {p.step}; "
-                                              f"continue with: vaelab train --resume {run.path}",
-                                              exit_code=stop.exit_code)
+                stopping = dist.any(stop.requested is not None, device)  # every rank stops after the same step
+                if stopping or (tc.checkpoint_every and p.step % tc.checkpoint_every == 0):
+                    p.seconds = time.perf_counter() - start
+                    checkpoint(sums)
+                    if stopping:
+                        raise TrainingStopped(f"stopped by {stop.requested or 'a signal to another rank'} at "
+                                              f"epoch {epoch}, step {p.step}; continue with: "
+                                              f"vaelab train --resume {run.path}", exit_code=stop.exit_code or 143)
             seconds = time.perf_counter() - start
-            record = _epoch_record(epoch, p, sums, seconds, model, splits, cfg)
-            log(format_epoch(record))
-            run.append_metrics(record)
-            if tc.sample_grid:
-                _save_samples(model, fixed_z, run.sample_path(epoch))
-            p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
-            checkpoint()
-            for callback in callbacks:
-                callback(epoch, record, model)
+            sums = dist.sum(sums)
+            dist.check_in_sync(model)
+            p.epoch, p.batch, p.seconds, p.sums = epoch, 0, 0.0, torch.zeros(4, dtype=torch.float64)
+            if dist.is_main:
+                record = _epoch_record(epoch, p, sums, seconds, model, splits, cfg)
+                log(format_epoch(record))
+                run.append_metrics(record)
+                if tc.sample_grid:
+                    _save_samples(model, fixed_z, run.sample_path(epoch))
+            p.images = 0
+            checkpoint(torch.zeros_like(sums))
+            if dist.is_main:
+                for callback in callbacks:
+                    callback(epoch, record, model)
     return p
 
 

@@ -6,12 +6,18 @@ import torch
 
 from ..models.vae import VAE
 from ..runtime import autocast
+from .distributed import Dist
 
 
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
                grad_clip: float | None = None, skip_grad_norm: float | None = None, precision: str = "fp32",
-               ) -> tuple[dict[str, torch.Tensor], bool]:
+               batch_size: int | None = None, dist: Dist = Dist()) -> tuple[dict[str, torch.Tensor], bool]:
     """Minimise the batch mean of the objective's per-example loss.
+
+    In data-parallel training `model` is the DDP wrapper, `x` this rank's rows
+    and `batch_size` the global batch: each rank's loss is its share of the
+    global mean, so DDP's gradient average is that mean's gradient whatever
+    the split, and all ranks agree on skipping an update.
 
     Returns the detached per-example terms and whether the update was applied.
     The update is skipped (weights and optimiser state untouched) when the loss
@@ -22,7 +28,7 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     """
     with autocast(x.device, precision):
         terms = model(x)
-    loss = terms["loss"].mean()
+    loss = terms["loss"].sum() * (dist.world / (batch_size or len(x)))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -30,7 +36,7 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     ok = torch.isfinite(norm) & torch.isfinite(loss)
     if skip_grad_norm is not None:
         ok &= norm <= skip_grad_norm
-    applied = bool(ok)  # one host sync per step: free on the CPU, a few microseconds on CUDA
+    applied = dist.all(bool(ok), x.device)  # one host sync per step: free on the CPU, microseconds on CUDA
     if applied:
         if grad_clip is not None:
             torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm, foreach=True)

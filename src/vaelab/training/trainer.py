@@ -14,6 +14,7 @@ from ..runtime import place, prepare_device
 from .checkpoint import load_checkpoint, load_model_state, restore_rng
 from .data import prepare_splits
 from .device import resolve_device
+from .distributed import session
 from .loop import EpochCallback, fit
 from .optim import build_optimizer
 from .rundir import RunDir, default_run_dir
@@ -22,21 +23,30 @@ from .rundir import RunDir, default_run_dir
 def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
               callbacks: Iterable[EpochCallback] = (), progress: bool = True,
               log: Callable[[str], None] = print) -> Path:
-    """Train a new run described by `cfg`; returns its directory."""
-    run = RunDir(Path(out) if out is not None else default_run_dir(cfg.preset))
-    if run.checkpoint_path.exists():
-        raise VaelabError(f"{run.path} already holds a run; continue it with --resume {run.path} or pick another --out")
-    device = resolve_device(cfg.train.device)
-    prepare_device(device)
-    splits = prepare_splits(cfg.data, data_dir)
-    torch.manual_seed(cfg.train.seed)  # fixes the initial weights and every draw after them
-    model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
-    optimizer = build_optimizer(model.parameters(), cfg.train)
-    run.write_config(cfg)
-    log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
-        f"{splits.val_name} images, {device}) into {run.path}")
-    fit(model, optimizer, splits, cfg, run, callbacks=callbacks, show_progress=progress, log=log)
-    return run.path
+    """Train a new run described by `cfg`; returns its directory. Data-parallel when started by torchrun."""
+    with session(cfg.train.device) as (dist, device):
+        log = log if dist.is_main else _quiet
+
+        def new_run_dir() -> RunDir:
+            run = RunDir(Path(out) if out is not None else default_run_dir(cfg.preset))
+            if run.checkpoint_path.exists():
+                raise VaelabError(f"{run.path} already holds a run; continue it with --resume {run.path} or "
+                                  f"pick another --out")
+            run.write_config(cfg)
+            return run
+
+        run = dist.from_main(new_run_dir)
+        prepare_device(device)
+        splits = dist.main_first(lambda: prepare_splits(cfg.data, data_dir))
+        torch.manual_seed(cfg.train.seed)  # fixes the initial weights (the training noise is seeded per step)
+        model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
+        model = dist.sync_batchnorm(model, log)
+        optimizer = build_optimizer(model.parameters(), cfg.train)
+        ranks = f" x {dist.world} ranks" if dist.enabled else ""
+        log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
+            f"{splits.val_name} images, {device}{ranks}) into {run.path}")
+        fit(model, optimizer, splits, cfg, run, callbacks=callbacks, show_progress=progress, log=log, dist=dist)
+        return run.path
 
 
 def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None,
@@ -56,27 +66,34 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
     if refused:
         raise VaelabError(f"--resume would change {', '.join(refused)}, which alters the results; "
                           f"start a new run with --out instead")
-    if ckpt.epoch >= cfg.train.epochs:
-        log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
+    with session(cfg.train.device) as (dist, device):
+        log = log if dist.is_main else _quiet
+        if ckpt.epoch >= cfg.train.epochs:
+            log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
+            return run.path
+        prepare_device(device)
+        splits = dist.main_first(lambda: prepare_splits(cfg.data, data_dir))
+        model = place(build_model(cfg.model, cfg.objective, ckpt.image_shape), device)
+        load_model_state(model, ckpt, where=str(run.checkpoint_path))
+        model = dist.sync_batchnorm(model, log)
+        optimizer = build_optimizer(model.parameters(), cfg.train)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+            _match_param_layout(optimizer)
+        restore_rng(ckpt.rng_state)
+        if dist.is_main:
+            run.remove_stale_temp_files()
+            run.keep_metrics_through(ckpt.epoch)
+            run.write_config(cfg)
+        where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
+        log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs}")
+        fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
+            show_progress=progress, log=log, dist=dist)
         return run.path
-    device = resolve_device(cfg.train.device)
-    prepare_device(device)
-    splits = prepare_splits(cfg.data, data_dir)
-    model = place(build_model(cfg.model, cfg.objective, ckpt.image_shape), device)
-    load_model_state(model, ckpt, where=str(run.checkpoint_path))
-    optimizer = build_optimizer(model.parameters(), cfg.train)
-    if ckpt.optimizer_state is not None:
-        optimizer.load_state_dict(ckpt.optimizer_state)
-        _match_param_layout(optimizer)
-    restore_rng(ckpt.rng_state)
-    run.remove_stale_temp_files()
-    run.keep_metrics_through(ckpt.epoch)
-    run.write_config(cfg)
-    where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
-    log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs}")
-    fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
-        show_progress=progress, log=log)
-    return run.path
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: they compute the same things, rank 0 tells."""
 
 
 def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:

@@ -1,0 +1,65 @@
+"""Where the model's random draws (the reparameterisation's eps) come from.
+
+Outside training: the global torch RNG, as usual. A training step installs a
+`StepNoise`: its draws depend only on (seed, step) and are made for the whole
+global batch, of which this process keeps its own rows. So a data-parallel run
+draws exactly the noise one process training the same global batch would, and
+a resumed run continues bit-identically without any saved RNG state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+
+@dataclass(frozen=True)
+class StepNoise:
+    """The draws of one training step: `generator`, seeded for the step; this process's `rows` of `batch`."""
+
+    generator: torch.Generator
+    rows: slice  # [start, stop) of the global batch
+    batch: int   # global batch size
+
+    def standard_normal(self, shape: tuple[int, ...], batch_dim: int, dtype: torch.dtype,
+                        device: torch.device) -> torch.Tensor:
+        start, stop = self.rows.start, self.rows.stop
+        if shape[batch_dim] != stop - start:
+            raise ValueError(f"noise for {shape[batch_dim]} rows asked for, but this step holds rows "
+                             f"{start}:{stop} of {self.batch}")
+        full = list(shape)
+        full[batch_dim] = self.batch
+        eps = torch.randn(full, dtype=dtype, device=device, generator=self.generator)
+        return eps.narrow(batch_dim, start, stop - start)
+
+
+_current: contextvars.ContextVar[StepNoise | None] = contextvars.ContextVar("vaelab_step_noise", default=None)
+
+
+def standard_normal(shape: tuple[int, ...], *, batch_dim: int, dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """N(0, 1) noise of `shape`, whose dim `batch_dim` runs over the batch's images."""
+    source = _current.get()
+    if source is None:
+        return torch.randn(shape, dtype=dtype, device=device)
+    return source.standard_normal(tuple(shape), batch_dim, dtype, device)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A distinct 64-bit generator seed for every (run seed, step)."""
+    return (seed << 32 | step) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+@contextlib.contextmanager
+def step_noise(generator: torch.Generator, seed: int, step: int, rows: slice, batch: int) -> Iterator[None]:
+    """Inside: noise for step `step` of a run seeded `seed`; `generator` is re-seeded for it."""
+    generator.manual_seed(step_seed(seed, step))
+    token = _current.set(StepNoise(generator, rows, batch))
+    try:
+        yield
+    finally:
+        _current.reset(token)
