@@ -95,8 +95,7 @@ class Dist:
         """Stop if the ranks' weights differ (they never should: DDP averages every gradient)."""
         if not self.enabled:
             return
-        flat = torch.cat([t.detach().reshape(-1).float() for t in model.state_dict().values()
-                          if t.is_floating_point()])
+        flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
         low, high = flat.clone(), flat.clone()
         dist.all_reduce(low, op=dist.ReduceOp.MIN)
         dist.all_reduce(high, op=dist.ReduceOp.MAX)
