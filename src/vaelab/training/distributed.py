@@ -50,10 +50,9 @@ class Dist:
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """The element-wise sum over ranks (a new tensor; `t` itself is untouched)."""
-        if not self.enabled:
-            return t.clone()
         out = t.clone()
-        dist.all_reduce(out)
+        if self.enabled:
+            dist.all_reduce(out)
         return out
 
     def any(self, flag: bool, device: torch.device) -> bool:
