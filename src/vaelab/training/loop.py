@@ -53,8 +53,9 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     if dist.is_main and p.epoch == 0 and p.batch == 0 and tc.sample_grid:
         _save_samples(model, fixed_z, run.sample_path(0))
 
-    def checkpoint(sums: torch.Tensor) -> None:
-        p.sums = dist.sum(sums).cpu()  # this rank's running sums, and rank 0 carries the saved ones
+    def checkpoint(sums: torch.Tensor | None = None) -> None:
+        if sums is not None:  # mid-epoch: the running sums of all ranks (rank 0 carries them on resume)
+            p.sums = dist.sum(sums).cpu()
         if dist.is_main:
             save_checkpoint(run.checkpoint_path, config=cfg, image_shape=model.image_shape, model=model,
                             optimizer=optimizer, progress=p)
@@ -100,15 +101,14 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
             seconds = time.perf_counter() - start
             sums = dist.sum(sums)
             dist.check_in_sync(model)
-            p.epoch, p.batch, p.seconds, p.sums = epoch, 0, 0.0, torch.zeros(4, dtype=torch.float64)
             if dist.is_main:
                 record = _epoch_record(epoch, p, sums, seconds, model, splits, cfg)
                 log(format_epoch(record))
                 run.append_metrics(record)
                 if tc.sample_grid:
                     _save_samples(model, fixed_z, run.sample_path(epoch))
-            p.images = 0
-            checkpoint(torch.zeros_like(sums))
+            p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
+            checkpoint()
             if dist.is_main:
                 for callback in callbacks:
                     callback(epoch, record, model)
