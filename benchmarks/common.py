@@ -89,24 +89,24 @@ def in_fresh_process(module: str, args: list[str]) -> dict:
 def count_flops(model, fn) -> int:
     """FLOPs of one call of fn(), counted with torch.utils.flop_counter on the model's plain layers.
 
-    The arithmetic is the model's, not the kernel's: `NarrowConvTranspose2d`
-    computes the same transposed convolution as a grouped one, and the
-    counter's formula for grouped convolution backward ignores the groups
-    (it counted cvae2 at 46.7 instead of 32.7 MFLOP per image), so those
-    layers are counted as the plain `nn.ConvTranspose2d` they equal.
+    The arithmetic is the model's, not the kernel's: vaelab's transposed
+    convolutions (`models/layers.py`) compute the same thing as the plain
+    `nn.ConvTranspose2d` with other kernels (a grouped convolution for a
+    narrow output, whose backward the counter's formula overcounts: 46.7
+    instead of 32.7 MFLOP per cvae2 image; a matrix product for the weight
+    gradient), so they are counted as the plain layer they equal.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vaelab.models.layers import NarrowConvTranspose2d
-
-    narrow = [m for m in model.modules() if isinstance(m, NarrowConvTranspose2d)]
-    for m in narrow:
+    swapped = [(m, type(m)) for m in model.modules()
+               if isinstance(m, torch.nn.ConvTranspose2d) and type(m) is not torch.nn.ConvTranspose2d]
+    for m, _ in swapped:
         m.__class__ = torch.nn.ConvTranspose2d
     try:
         with FlopCounterMode(display=False) as counter:
             fn()
     finally:
-        for m in narrow:
-            m.__class__ = NarrowConvTranspose2d
+        for m, cls in swapped:
+            m.__class__ = cls
     return counter.get_total_flops()

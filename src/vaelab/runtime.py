@@ -1,15 +1,19 @@
 """How vaelab uses the machine: the CPU allocator, mixed precision and the optimiser kernels.
 
 Everything here is chosen by measurement on a 2-core CPU (see
-`benchmarks/` and the README's speed section); none of the defaults
-changes what a run computes beyond float rounding. bf16 does change the
-numbers and is therefore an option (`--precision bf16`).
+`benchmarks/` and the README's speed section). None of the defaults
+changes what a run computes beyond float rounding, except the training
+precision: `auto` trains in bf16 autocast on CPUs that compute bf16 in
+hardware, where it is 1.3x (cvae2) to 1.6x (cifar128) faster and cvae2's
+10-epoch test ELBO moves by less than 0.1 nat; `--precision fp32` keeps
+plain fp32 everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
 
@@ -83,7 +87,39 @@ def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device=device, memory_format=memory_format_for(model, device))
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what a step runs in; the config may also say "auto"
+_NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # x86 instructions that compute in bf16
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX-BF16), from /proc/cpuinfo.
+
+    Elsewhere (other systems, other CPUs) bf16 is emulated and slower than
+    fp32, so the answer is False.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(_NATIVE_BF16_FLAGS & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run trains in: "auto" is bf16 on a CPU with native bf16, else fp32.
+
+    On such a CPU bf16 autocast trains the presets 1.1x to 1.6x faster
+    (`python -m benchmarks train`) and leaves cvae2's 10-epoch test ELBO
+    within 0.1 nat of fp32. On GPUs "auto" stays fp32: not measured yet.
+    """
+    if precision == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
+    return precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -20,8 +20,9 @@ from vaelab.training.batches import Batches
 from vaelab.training.distributed import Dist, session
 
 # Batch 15 over 2 ranks splits 8 + 7; 100 images end on a partial batch of 10 (5 + 5).
+# fp32: in bf16 each rank's rows (8 and 7) round differently from the whole batch's; this checks DDP's arithmetic
 ARGS = ["--preset", "cvae2", "--dataset", "shapes", "--image-size", "32", "--limit", "100", "--val-size", "30",
-        "--batch-size", "15", "--device", "cpu", "--no-progress"]
+        "--batch-size", "15", "--device", "cpu", "--precision", "fp32", "--no-progress"]
 TIMING = {"seconds", "images_per_s"}
 HERE = Path(__file__).parent
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VaelabError
+from .kernels import conv_transpose2d_gemm_weight_grad
 
 
 class Reshape(nn.Module):
@@ -37,7 +38,30 @@ def deconv_same(c_in: int, c_out: int, stride: int = 1) -> nn.ConvTranspose2d:
     """3x3 transposed convolution with TensorFlow's 'same' output size (H*stride)."""
     if stride == 1 and c_out <= NarrowConvTranspose2d.MAX_OUT:
         return NarrowConvTranspose2d(c_in, c_out, 3, padding=1)
-    return nn.ConvTranspose2d(c_in, c_out, 3, stride=stride, padding=1, output_padding=stride - 1)
+    return GemmGradConvTranspose2d(c_in, c_out, 3, stride=stride, padding=1, output_padding=stride - 1)
+
+
+def _bf16_on_cpu(x: torch.Tensor) -> bool:
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return x.dtype == torch.bfloat16
+
+
+class GemmGradConvTranspose2d(nn.ConvTranspose2d):
+    """`nn.ConvTranspose2d` whose bf16 training on the CPU takes its weight gradient as one matrix product.
+
+    Same parameters and same results (up to float rounding); only the
+    backward kernel differs, and only when training in bf16 on the CPU,
+    where oneDNN's weight-gradient kernel is 2 to 5x slower than the matrix
+    product (`models/kernels.py`). Everything else is `nn.ConvTranspose2d`.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if (output_size is None and x.device.type == "cpu" and self.groups == 1 and self.dilation == (1, 1)
+                and torch.is_grad_enabled() and self.weight.requires_grad and _bf16_on_cpu(x)):
+            return conv_transpose2d_gemm_weight_grad(x, self.weight, self.bias, self.stride, self.padding,
+                                                     self.output_padding)
+        return super().forward(x, output_size)
 
 
 class NarrowConvTranspose2d(nn.ConvTranspose2d):

@@ -13,7 +13,7 @@ from ..errors import TrainingStopped
 from ..evaluation.elbo import evaluate_elbo
 from ..models.noise import step_noise
 from ..models.vae import VAE
-from ..runtime import batch_memory_format
+from ..runtime import batch_memory_format, resolve_precision
 from ..viz.grid import save_grid
 from .batches import Batches
 from .checkpoint import Progress, save_checkpoint
@@ -44,6 +44,7 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     tc = cfg.train
     p = progress or Progress()
     device = model.device
+    precision = resolve_precision(tc.precision, device)
     train = Batches(splits.train.images, tc.batch_size, device=device, shuffle=True,
                     drop_last=tc.drop_last, dynamic_binarize=cfg.data.binarize == "dynamic", seed=tc.seed,
                     memory_format=batch_memory_format(model), shard=dist)
@@ -74,7 +75,7 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
                 n = train.size(p.batch)
                 with step_noise(step_rng, tc.seed, p.step, dist.rows(n), n):
                     terms, applied = train_step(step_model, optimizer, x, grad_clip=tc.grad_clip,
-                                                skip_grad_norm=tc.skip_grad_norm, precision=tc.precision,
+                                                skip_grad_norm=tc.skip_grad_norm, precision=precision,
                                                 batch_size=n, dist=dist)
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:

@@ -10,7 +10,7 @@ import torch
 from ..config import RESUMABLE_CHANGES, SECTIONS, RunConfig, apply_overrides, to_dict
 from ..errors import VaelabError
 from ..models.vae import VAE, build_model
-from ..runtime import place, prepare_device
+from ..runtime import place, prepare_device, resolve_precision
 from .checkpoint import load_checkpoint, load_model_state, restore_rng
 from .data import prepare_splits
 from .device import resolve_device
@@ -44,7 +44,8 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
         optimizer = build_optimizer(model.parameters(), cfg.train)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
         log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
-            f"{splits.val_name} images, {device}{ranks}) into {run.path}")
+            f"{splits.val_name} images, {device}, {resolve_precision(cfg.train.precision, device)}{ranks}) "
+            f"into {run.path}")
         fit(model, optimizer, splits, cfg, run, callbacks=callbacks, show_progress=progress, log=log, dist=dist)
         return run.path
 
@@ -86,7 +87,8 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
             run.keep_metrics_through(ckpt.epoch)
             run.write_config(cfg)
         where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
-        log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs}")
+        log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs} "
+            f"({device}, {resolve_precision(cfg.train.precision, device)})")
         fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
             show_progress=progress, log=log, dist=dist)
         return run.path
