@@ -5,7 +5,7 @@
                                [--reference PYTHON_WITH_TF]
 
 A case is PRESET[:BATCH][:PRECISION][:nchw] (the preset's batch size and
-fp32 by default). For each, prints images/s and ms per step (best of
+fp32 by default; `auto` is what `vaelab train` picks here). For each, prints images/s and ms per step (best of
 --repeats timed blocks of --steps optimiser steps, after warm-up), the FLOPs
 of one training image (forward + backward, counted with
 torch.utils.flop_counter), the achieved GFLOP/s, that as a fraction of the
@@ -42,12 +42,12 @@ def parse_case(case: str) -> tuple[str, int | None, str, bool]:
     for part in rest:
         if part.isdigit():
             batch = int(part)
-        elif part in ("fp32", "bf16"):
+        elif part in ("fp32", "bf16", "auto"):
             precision = part
         elif part == "nchw":
             nchw = True
         else:
-            raise SystemExit(f"bad case {case!r}: expected PRESET[:BATCH][:fp32|bf16][:nchw]")
+            raise SystemExit(f"bad case {case!r}: expected PRESET[:BATCH][:fp32|bf16|auto][:nchw]")
     return name, batch, precision, nchw
 
 
@@ -56,7 +56,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from vaelab.models import build_model
     from vaelab.presets import PRESETS
-    from vaelab.runtime import batch_memory_format, place, prepare_device
+    from vaelab.runtime import batch_memory_format, place, prepare_device, resolve_precision
     from vaelab.training.optim import build_optimizer
     from vaelab.training.step import train_step
 
@@ -64,6 +64,7 @@ def worker(args: argparse.Namespace) -> dict:
     cfg = PRESETS[name].config
     batch_size = batch or cfg.train.batch_size
     device = torch.device(args.device)
+    precision = resolve_precision(precision, device)
     prepare_device(device)
     shape = SHAPES[cfg.data.name]
     torch.manual_seed(0)
@@ -103,7 +104,7 @@ def reference(python: str, steps: int, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="PRESET[:BATCH][:fp32|bf16][:nchw]")
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="PRESET[:BATCH][:fp32|bf16|auto][:nchw]")
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps per timed block")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1, help="run every case this many times, interleaved; keep the best")
@@ -120,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases:
         parse_case(case)  # fail on a typo before anything runs
     peak = matmul_peak_gflops(args.device)
+    from vaelab.runtime import resolve_precision
+
+    default = resolve_precision("auto", torch.device(args.device))
     print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3); "
-          f"best of {args.rounds} round(s), the cases interleaved")
+          f"best of {args.rounds} round(s), the cases interleaved; `vaelab train` trains in {default} here")
     best: dict[str, dict] = {}
     for _ in range(args.rounds):  # interleaved, so a slow minute on a shared machine hits every case alike
         for case in args.cases:

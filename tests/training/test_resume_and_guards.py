@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vaelab
-from vaelab.errors import TrainingStopped
+from vaelab.errors import TrainingStopped, VaelabError
 from vaelab.training import step as step_module
 from vaelab.training.checkpoint import load_checkpoint
 
@@ -123,3 +123,10 @@ def test_repeated_non_finite_updates_stop_the_run_keeping_the_checkpoint(tmp_pat
     with pytest.raises(TrainingStopped, match="3 updates in a row"):
         vaelab.resume(tmp_path / "run", epochs=2, max_skips=3, progress=False, log=lambda line: None)
     assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == good
+
+
+def test_a_run_that_cannot_start_leaves_no_directory_behind(tmp_path):
+    with pytest.raises(VaelabError, match="unknown optimizer 'sgd'"):
+        vaelab.train("mlp2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
+                     optimizer="sgd", progress=False, log=lambda line: None)
+    assert not (tmp_path / "run").exists()

@@ -32,7 +32,6 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
             if run.checkpoint_path.exists():
                 raise VaelabError(f"{run.path} already holds a run; continue it with --resume {run.path} or "
                                   f"pick another --out")
-            run.write_config(cfg)
             return run
 
         run = dist.from_main(new_run_dir)
@@ -42,6 +41,8 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
         model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
         model = dist.sync_batchnorm(model, log)
         optimizer = build_optimizer(model.parameters(), cfg.train)
+        if dist.is_main:  # only now: a run that cannot start leaves no directory behind
+            run.write_config(cfg)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
         log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
             f"{splits.val_name} images, {device}, {resolve_precision(cfg.train.precision, device)}{ranks}) "
