@@ -171,6 +171,8 @@ def session(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
                                 rank=d.rank, world_size=d.world)
     try:
         yield d, device
+        if joined:  # leave together: a rank tearing down gloo while its peer still writes could abort
+            dist.barrier()
     finally:
         if joined:
             dist.destroy_process_group()
