@@ -3,8 +3,9 @@
 oneDNN's bf16 weight-gradient kernel for transposed convolutions is slow on
 CPUs with native bf16 (AVX-512 BF16): for cvae2's 64->32 stride-2 layer at
 batch 32 it took 3.5 ms, against 0.67 ms for the data gradient and 1.65 ms
-for the same weight gradient in fp32 (`python -m benchmarks train`, see the
-README's speed section). The weight gradient of a transposed convolution is
+for the same weight gradient in fp32 (each timed alone through
+`aten.convolution_backward` with one output mask; the README's speed section
+has what it does to a training step). The weight gradient of a transposed convolution is
 a correlation of its input with the output gradient, so it can be written
 as unfold-then-multiply: gather the output gradient's 3x3 windows (one row
 per input pixel) and multiply by the input, a (C_in x B*H*W) @ (B*H*W x

@@ -52,8 +52,8 @@ class GemmGradConvTranspose2d(nn.ConvTranspose2d):
 
     Same parameters and same results (up to float rounding); only the
     backward kernel differs, and only when training in bf16 on the CPU,
-    where oneDNN's weight-gradient kernel is 2 to 5x slower than the matrix
-    product (`models/kernels.py`). Everything else is `nn.ConvTranspose2d`.
+    where oneDNN's weight-gradient kernel took about 5x as long as the matrix
+    product for cvae2's layers (`models/kernels.py`). Everything else is `nn.ConvTranspose2d`.
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
