@@ -118,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from vaelab.runtime import resolve_precision
+
     for case in args.cases:
         parse_case(case)  # fail on a typo before anything runs
     peak = matmul_peak_gflops(args.device)
-    from vaelab.runtime import resolve_precision
-
     default = resolve_precision("auto", torch.device(args.device))
     print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3); "
           f"best of {args.rounds} round(s), the cases interleaved; `vaelab train` trains in {default} here")
