@@ -78,3 +78,10 @@ def test_the_layer_takes_the_gemm_path_only_when_training_in_bf16_on_the_cpu(mon
     for ours, ref in zip(grads, [x32.grad, layer.weight.grad, layer.bias.grad]):
         assert ours.dtype == torch.float32
         assert ((ours - ref).abs().max() / ref.abs().max()).item() < 2e-2
+
+
+def test_a_bf16_sum_rounds_like_an_fp32_sum():
+    """The bias gradient sums in the gradient's dtype: for bf16 that must still accumulate in fp32."""
+    torch.manual_seed(0)
+    g = (torch.randn(8, 16, 28, 28) * 3 + 1).contiguous(memory_format=torch.channels_last).bfloat16()
+    torch.testing.assert_close(g.sum((0, 2, 3)), g.sum((0, 2, 3), dtype=torch.float32).bfloat16(), rtol=0, atol=0)

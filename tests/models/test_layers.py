@@ -1,10 +1,10 @@
-"""The depthwise kernel for narrow transposed convolutions computes exactly what nn.ConvTranspose2d does."""
+"""The layers written for speed compute exactly what the plain PyTorch layers do."""
 
 import pytest
 import torch
 from torch import nn
 
-from vaelab.models.layers import GemmGradConvTranspose2d, NarrowConvTranspose2d, deconv_same
+from vaelab.models.layers import Flatten, GemmGradConvTranspose2d, NarrowConvTranspose2d, deconv_same
 
 
 @pytest.mark.parametrize("c_out,padding", [(1, 1), (3, 1), (2, 0)])
@@ -33,3 +33,19 @@ def test_deconv_same_uses_the_narrow_kernel_only_where_it_applies():
     assert type(deconv_same(32, 3)) is NarrowConvTranspose2d
     assert type(deconv_same(32, 64)) is GemmGradConvTranspose2d  # wide: oneDNN's own forward is fast
     assert type(deconv_same(32, 1, stride=2)) is GemmGradConvTranspose2d  # not a plain correlation
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_flatten_gives_back_its_input_layout_with_plain_flatten_values(layout):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 2).contiguous(memory_format=layout)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = nn.Flatten()(xa), Flatten()(xb)
+    torch.testing.assert_close(yb, ya, rtol=0, atol=0)  # the (C, H, W) order either way
+    g = torch.randn_like(ya)
+    (ga,), (gb,) = torch.autograd.grad(ya, xa, g), torch.autograd.grad(yb, xb, g)  # as the layer below sees them
+    torch.testing.assert_close(gb, ga, rtol=0, atol=0)
+    assert gb.is_contiguous(memory_format=layout)
+    assert ga.is_contiguous()  # plain Flatten: NCHW whatever came in
+    with torch.no_grad():
+        assert Flatten()(x).grad_fn is None and torch.equal(Flatten()(x), nn.Flatten()(x))

@@ -79,7 +79,7 @@ class _ConvTranspose2dGemmWeightGrad(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_w = _weight_grad(x, grad, weight.shape, stride, padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3), dtype=torch.promote_types(grad.dtype, torch.float32)).to(grad.dtype)
+            grad_b = grad.sum((0, 2, 3))  # accumulates in fp32 for bf16 too: the same as summing in fp32 and rounding
         return grad_x, grad_w, grad_b, None, None, None
 
 

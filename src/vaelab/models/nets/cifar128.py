@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layers import Reshape, conv_same, deconv_same, glorot_init, keras_batchnorm, require_divisible
+from ..layers import Flatten, Reshape, conv_same, deconv_same, glorot_init, keras_batchnorm, require_divisible
 from ..registry import DECODERS, ENCODERS
 
 
@@ -25,7 +25,7 @@ def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
         layers += _stage(conv_same(c_in, c_out, stride=2), c_out)   # halves H and W
     return glorot_init(nn.Sequential(
         *layers,                                                     # (B, 512, 2, 2)
-        nn.Flatten(),
+        Flatten(),
         nn.Linear(512 * h16 * w16, out_features),
     ))
 

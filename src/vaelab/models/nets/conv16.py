@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layers import Reshape, conv_same, deconv_same, glorot_init, require_divisible
+from ..layers import Flatten, Reshape, conv_same, deconv_same, glorot_init, require_divisible
 from ..registry import DECODERS, ENCODERS
 
 
@@ -20,7 +20,7 @@ def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
     return glorot_init(nn.Sequential(
         conv_same(c, 32, stride=2), nn.ReLU(),    # (B, 32, H/2, W/2)
         conv_same(32, 64, stride=2), nn.ReLU(),   # (B, 64, H/4, W/4)
-        nn.Flatten(),
+        Flatten(),
         nn.Linear(64 * h4 * w4, out_features),
     ))
 

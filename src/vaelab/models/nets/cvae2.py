@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..layers import Reshape, conv_out, conv_valid, deconv_same, glorot_init, require_divisible
+from ..layers import Flatten, Reshape, conv_out, conv_valid, deconv_same, glorot_init, require_divisible
 from ..registry import DECODERS, ENCODERS
 
 
@@ -20,7 +20,7 @@ def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
     return glorot_init(nn.Sequential(
         conv_valid(c, 32, stride=2), nn.ReLU(),   # (B, 32, 13, 13)
         conv_valid(32, 64, stride=2), nn.ReLU(),  # (B, 64, 6, 6)
-        nn.Flatten(),
+        Flatten(),
         nn.Linear(64 * h2 * w2, out_features),
     ))
 
