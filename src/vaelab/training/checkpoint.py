@@ -68,16 +68,11 @@ class Checkpoint:
         return self.progress.step
 
 
-def _copy(t: torch.Tensor) -> torch.Tensor:
-    """A contiguous CPU copy of its own: safetensors refuses tensors that share memory (flat parameters do)."""
-    return t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
-
-
 def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None, progress: Progress) -> None:
     """Write the checkpoint atomically (temp file + rename)."""
     path = Path(path)
-    tensors = {f"model.{k}": _copy(v) for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors["progress.sums"] = progress.sums.detach().double().cpu()
     opt_meta: dict[str, Any] | None = None
     if optimizer is not None:
@@ -86,7 +81,7 @@ def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: 
         for idx, per_param in state["state"].items():
             for key, value in per_param.items():
                 if torch.is_tensor(value):
-                    tensors[f"optimizer.{idx}.{key}"] = _copy(value)
+                    tensors[f"optimizer.{idx}.{key}"] = value.detach().contiguous().cpu()
                 else:
                     scalars.setdefault(str(idx), {})[key] = value
         opt_meta = {"param_groups": state["param_groups"], "scalars": scalars,

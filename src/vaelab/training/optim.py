@@ -1,7 +1,6 @@
 """Optimisers by name, with the seeds' frameworks' defaults where they differ from PyTorch's.
 
-Each runs its fastest kernel for the parameters' device (`runtime.optimizer_kernel`),
-on all parameters at once as one flat tensor (`training/flat.py`) unless asked not to.
+Each runs its fastest kernel for the parameters' device (`runtime.optimizer_kernel`).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import torch
 from ..config import TrainConfig
 from ..registry import Registry
 from ..runtime import optimizer_kernel
-from .flat import FlatOptimizer
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
@@ -22,15 +20,7 @@ OPTIMIZERS.register("rmsprop", lambda params, lr, device: torch.optim.RMSprop(
     params, lr=lr, alpha=0.9, eps=1e-7, **optimizer_kernel(device, fused_ok=False)))
 
 
-def build_optimizer(params, cfg: TrainConfig, *, flat: bool = True) -> torch.optim.Optimizer | FlatOptimizer:
-    """`cfg.optimizer` over `params`; with `flat`, their storage moves into one buffer it updates in one go.
-
-    Build it after the model is placed (device and memory layout). Data-parallel
-    training passes flat=False: DDP manages the gradients itself.
-    """
+def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = list(params)
     device = params[0].device if params else torch.device("cpu")
-    make = lambda ps: OPTIMIZERS[cfg.optimizer](ps, cfg.lr, device)  # noqa: E731
-    if flat and params and len({(p.device, p.dtype) for p in params}) == 1:
-        return FlatOptimizer(params, make)
-    return make(params)
+    return OPTIMIZERS[cfg.optimizer](params, cfg.lr, device)

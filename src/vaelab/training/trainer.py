@@ -40,7 +40,7 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
         torch.manual_seed(cfg.train.seed)  # fixes the initial weights (the training noise is seeded per step)
         model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
         model = dist.sync_batchnorm(model, log)
-        optimizer = build_optimizer(model.parameters(), cfg.train, flat=not dist.enabled)
+        optimizer = build_optimizer(model.parameters(), cfg.train)
         if dist.is_main:  # only now: a run that cannot start leaves no directory behind
             run.write_config(cfg)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
@@ -78,7 +78,7 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
         model = place(build_model(cfg.model, cfg.objective, ckpt.image_shape), device)
         load_model_state(model, ckpt, where=str(run.checkpoint_path))
         model = dist.sync_batchnorm(model, log)
-        optimizer = build_optimizer(model.parameters(), cfg.train, flat=not dist.enabled)
+        optimizer = build_optimizer(model.parameters(), cfg.train)
         if ckpt.optimizer_state is not None:
             optimizer.load_state_dict(ckpt.optimizer_state)
             _match_param_layout(optimizer)
