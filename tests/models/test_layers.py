@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaelab.models.layers import Flatten, GemmGradConvTranspose2d, NarrowConvTranspose2d, deconv_same
+from vaelab.models.layers import Flatten, BiasApartConvTranspose2d, NarrowConvTranspose2d, deconv_same
 
 
 @pytest.mark.parametrize("c_out,padding", [(1, 1), (3, 1), (2, 0)])
@@ -31,8 +31,8 @@ def test_narrow_transposed_conv_matches_the_plain_one_values_and_gradients(c_out
 def test_deconv_same_uses_the_narrow_kernel_only_where_it_applies():
     assert type(deconv_same(32, 1)) is NarrowConvTranspose2d
     assert type(deconv_same(32, 3)) is NarrowConvTranspose2d
-    assert type(deconv_same(32, 64)) is GemmGradConvTranspose2d  # wide: oneDNN's own forward is fast
-    assert type(deconv_same(32, 1, stride=2)) is GemmGradConvTranspose2d  # not a plain correlation
+    assert type(deconv_same(32, 64)) is BiasApartConvTranspose2d  # wide: oneDNN's own forward is fast
+    assert type(deconv_same(32, 1, stride=2)) is BiasApartConvTranspose2d  # not a plain correlation
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
