@@ -43,6 +43,17 @@ def test_it_works_without_a_bias():
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
 
 
+def test_an_input_without_gradient_gets_none_and_the_weights_theirs():
+    torch.manual_seed(0)
+    plain = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1).double()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)  # an image batch: no gradient wanted
+    g = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+    ref = torch.autograd.grad(plain(x), (plain.weight, plain.bias), g)
+    y = conv_transpose2d_bias_apart(x, plain.weight, plain.bias, plain.stride, plain.padding, plain.output_padding)
+    for a, b in zip(ref, torch.autograd.grad(y, (plain.weight, plain.bias), g)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
 class _BackwardCalls(TorchDispatchMode):
     """Records the output mask of every `convolution_backward` call."""
 
