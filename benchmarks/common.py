@@ -93,8 +93,8 @@ def count_flops(model, fn) -> int:
     convolutions (`models/layers.py`) compute the same thing as the plain
     `nn.ConvTranspose2d` with other kernels (a grouped convolution for a
     narrow output, whose backward the counter's formula overcounts: 46.7
-    instead of 32.7 MFLOP per cvae2 image; a matrix product for the weight
-    gradient), so they are counted as the plain layer they equal.
+    instead of 32.7 MFLOP per cvae2 image; a bias gradient summed apart),
+    so they are counted as the plain layer they equal.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode

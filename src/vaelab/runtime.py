@@ -4,7 +4,7 @@ Everything here is chosen by measurement on a 2-core CPU (see
 `benchmarks/` and the README's speed section). None of the defaults
 changes what a run computes beyond float rounding, except the training
 precision: `auto` trains in bf16 autocast on CPUs that compute bf16 in
-hardware, where it trains the presets 1.0x (mlp2) to 2.1x (keras-conv2)
+hardware, where it trains the presets 1.0x (mlp2) to 1.6x (keras-conv2)
 faster at batch 32 and cvae2's 10-epoch test ELBO moves by less than 0.1
 nat; `--precision fp32` keeps plain fp32 everywhere.
 """
@@ -111,7 +111,7 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision a run trains in: "auto" is bf16 on a CPU with native bf16, else fp32.
 
-    On such a CPU bf16 autocast trains the presets 1.0x (mlp2) to 2.1x
+    On such a CPU bf16 autocast trains the presets 1.0x (mlp2) to 1.6x
     (keras-conv2) faster at batch 32 (`python -m benchmarks train`) and
     leaves cvae2's 10-epoch test ELBO within 0.1 nat of fp32. On GPUs "auto"
     stays fp32: not measured yet.
