@@ -1,4 +1,4 @@
-"""A faster backward for transposed convolutions on the CPU: the bias gradient asked for apart.
+"""A faster backward for transposed convolutions on the CPU: the bias gradient left out of oneDNN's call.
 
 Asked for the input, weight and bias gradients of a transposed convolution
 in one call, oneDNN (PyTorch 2.13's CPU backend) takes a much slower

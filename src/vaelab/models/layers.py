@@ -70,11 +70,11 @@ def deconv_same(c_in: int, c_out: int, stride: int = 1) -> nn.ConvTranspose2d:
 
 
 class BiasApartConvTranspose2d(nn.ConvTranspose2d):
-    """`nn.ConvTranspose2d` whose training backward on the CPU asks oneDNN for the bias gradient apart.
+    """`nn.ConvTranspose2d` whose training backward on the CPU leaves the bias gradient out of oneDNN's call.
 
     Same parameters and same results (up to float rounding); only the
     backward call differs, and only when training on the CPU, where oneDNN's
-    weight-gradient kernel is 1.3x to 2.2x slower when it computes the bias
+    weight-gradient kernel is up to 2.2x slower when it computes the bias
     gradient too (`models/kernels.py`). Everything else is `nn.ConvTranspose2d`.
     """
 
