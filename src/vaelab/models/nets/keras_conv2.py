@@ -22,7 +22,7 @@ def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
         conv_same(32, 64, stride=2), nn.ReLU(),  # (B, 64, H/2, W/2)
         conv_same(64, 64), nn.ReLU(),
         conv_same(64, 64), nn.ReLU(),
-        Flatten(),                            # (B, 64*H/2*W/2)
+        Flatten(),                               # (B, 64*H/2*W/2)
         nn.Linear(64 * h2 * w2, 32), nn.ReLU(),
         nn.Linear(32, out_features),
     ))
