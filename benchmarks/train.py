@@ -4,8 +4,11 @@
                                [--steps 60] [--repeats 3] [--rounds 1] [--device cpu]
                                [--reference PYTHON_WITH_TF]
 
-A case is PRESET[:BATCH][:PRECISION][:nchw] (the preset's batch size and
-fp32 by default; `auto` is what `vaelab train` picks here). For each, prints images/s and ms per step (best of
+A case is PRESET[:BATCH][:PRECISION][:nchw][:compile] (the preset's batch
+size and fp32 by default; `auto` is what `vaelab train` picks here; `compile`
+runs the encoder and decoder through `torch.compile`, which `vaelab train`
+does not, and prints the seconds its first step took, compilation included).
+For each, prints images/s and ms per step (best of
 --repeats timed blocks of --steps optimiser steps, after warm-up), the FLOPs
 of one training image (forward + backward, counted with
 torch.utils.flop_counter), the achieved GFLOP/s, that as a fraction of the
@@ -30,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 from .common import ROOT, count_flops, in_fresh_process, matmul_peak_gflops, peak_memory_mb, reset_peak_memory, sync, time_best
 
@@ -38,20 +42,23 @@ DEFAULT_CASES = ["cvae2:32", "cvae2:32:bf16", "cvae2:128", "cvae2:128:bf16", "cv
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def parse_case(case: str) -> tuple[str, int | None, str, bool]:
-    """'cvae2:128:bf16' -> ('cvae2', 128, 'bf16', channels_last_allowed)."""
+CASE_FORMAT = "PRESET[:BATCH][:fp32|bf16|auto][:nchw][:compile]"
+
+
+def parse_case(case: str) -> tuple[str, int | None, str, set[str]]:
+    """'cvae2:128:bf16:compile' -> ('cvae2', 128, 'bf16', {'compile'}); the set holds 'nchw' and 'compile'."""
     name, *rest = case.split(":")
-    batch, precision, nchw = None, "fp32", False
+    batch, precision, flags = None, "fp32", set()
     for part in rest:
         if part.isdigit():
             batch = int(part)
         elif part in ("fp32", "bf16", "auto"):
             precision = part
-        elif part == "nchw":
-            nchw = True
+        elif part in ("nchw", "compile"):
+            flags.add(part)
         else:
-            raise SystemExit(f"bad case {case!r}: expected PRESET[:BATCH][:fp32|bf16|auto][:nchw]")
-    return name, batch, precision, nchw
+            raise SystemExit(f"bad case {case!r}: expected {CASE_FORMAT}")
+    return name, batch, precision, flags
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -63,7 +70,8 @@ def worker(args: argparse.Namespace) -> dict:
     from vaelab.training.optim import build_optimizer
     from vaelab.training.step import train_step
 
-    name, batch, precision, nchw = parse_case(args.worker)
+    name, batch, precision, flags = parse_case(args.worker)
+    nchw = "nchw" in flags
     cfg = PRESETS[name].config
     batch_size = batch or cfg.train.batch_size
     device = torch.device(args.device)
@@ -81,6 +89,14 @@ def worker(args: argparse.Namespace) -> dict:
     step = lambda: train_step(model, optimizer, x, precision=precision)  # noqa: E731
 
     flops_per_image = count_flops(model, step) / batch_size
+    first_step_s = None
+    if "compile" in flags:
+        for net in (model.encoder, model.decoder):  # in place: the parameters keep their names
+            net.compile(dynamic=False)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        first_step_s = time.perf_counter() - start
     for _ in range(5):  # warm-up: allocator, kernels, optimiser state
         step()
     reset_peak_memory(device)
@@ -91,9 +107,10 @@ def worker(args: argparse.Namespace) -> dict:
 
     best = time_best(block, args.repeats, device) / args.steps
     sync(device)
-    return {"case": f"{name}:{batch_size}:{precision}" + (":nchw" if nchw else ""), "ms_per_step": best * 1e3,
-            "images_per_s": batch_size / best, "mflop_per_image": flops_per_image / 1e6,
-            "gflops": flops_per_image * batch_size / best / 1e9, "peak_mb": peak_memory_mb(device)}
+    return {"case": f"{name}:{batch_size}:{precision}" + "".join(f":{f}" for f in ("nchw", "compile") if f in flags),
+            "ms_per_step": best * 1e3, "images_per_s": batch_size / best, "mflop_per_image": flops_per_image / 1e6,
+            "gflops": flops_per_image * batch_size / best / 1e9, "peak_mb": peak_memory_mb(device),
+            "first_step_s": first_step_s}
 
 
 def reference(python: str, steps: int, repeats: int) -> dict:
@@ -107,7 +124,7 @@ def reference(python: str, steps: int, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help="PRESET[:BATCH][:fp32|bf16|auto][:nchw]")
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help=CASE_FORMAT)
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps per timed block")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1, help="run every case this many times, interleaved; keep the best")
@@ -149,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         r = best[case]
         print(f"{r['case']:<22}{r['images_per_s']:>9.0f}{r['ms_per_step']:>9.2f}{r['mflop_per_image']:>11.1f}"
               f"{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_mb']:>9.0f}")
+    for case in args.cases:
+        if best[case]["first_step_s"] is not None:
+            print(f"{best[case]['case']}: first step {best[case]['first_step_s']:.1f} s, compilation included")
     cvae2 = [best[c] for c in args.cases if c.startswith("cvae2")]
     if cvae2:
         fastest = max(cvae2, key=lambda r: r["images_per_s"])

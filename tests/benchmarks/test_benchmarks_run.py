@@ -26,6 +26,21 @@ def test_train_benchmark_prints_a_row_per_case():
     assert lines[5].startswith("fastest cvae2 case:")
 
 
+def test_a_compile_case_reports_its_first_step_apart():
+    lines = run("benchmarks.train", "--cases", "cvae2:4:compile", "--steps", "2", "--repeats", "1")
+    assert lines[2].split()[0] == "cvae2:4:fp32:compile"
+    first = next(line for line in lines if line.startswith("cvae2:4:fp32:compile: first step"))
+    assert float(first.split()[3]) > 0
+
+
+def test_case_names_parse_into_preset_batch_precision_and_flags():
+    from benchmarks.train import parse_case
+
+    assert parse_case("cvae2") == ("cvae2", None, "fp32", set())
+    assert parse_case("cvae2:128:bf16:nchw:compile") == ("cvae2", 128, "bf16", {"nchw", "compile"})
+    assert parse_case("conv16:auto") == ("conv16", None, "auto", set())
+
+
 def test_a_mistyped_case_is_refused_before_anything_runs():
     out = subprocess.run([sys.executable, "-m", "benchmarks.train", "--cases", "cvae2:fp16"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
