@@ -1,6 +1,6 @@
 """Cost against problem size: training time against the number of images, evaluation time against K.
 
-    python -m benchmarks.scaling [--sizes 5000 10000] [--k 100 200] [--repeats 2]
+    python -m benchmarks.scaling [--sizes 5000 10000] [--k 100 200] [--repeats 5]
 
 Training: one epoch of `vaelab train --preset cvae2 --limit N` for each N
 (the epoch's own seconds from metrics.jsonl: the optimiser steps only, not
@@ -9,7 +9,9 @@ on 64 images for each K. Prints each time, the time per image (or per
 (image, sample) pair), and the ratio of the last size to the first next to
 the ratio of the sizes: linear cost means the two agree. Uses the real MNIST
 under VAELAB_DATA_DIR for training (it is skipped without it). Best of
---repeats, the sizes interleaved.
+--repeats, the sizes interleaved: a one-epoch run lasts seconds, and on a
+shared machine its speed can swing by a third from one run to the next, so
+two or three repeats are not enough to see the ratio.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000], help="training images per epoch")
     p.add_argument("--k", type=int, nargs="+", default=[100, 200], help="IWAE samples per image")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR"))
     args = p.parse_args(argv)
 
