@@ -1,9 +1,12 @@
 """The benchmarks run and print their tables (figures themselves are not asserted: timings are not tests)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,6 +29,8 @@ def test_train_benchmark_prints_a_row_per_case():
     assert lines[5].startswith("fastest cvae2 case:")
 
 
+@pytest.mark.skipif(not any(shutil.which(cxx) for cxx in ("g++", "clang++", "c++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_a_compile_case_reports_its_first_step_apart():
     lines = run("benchmarks.train", "--cases", "cvae2:4:compile", "--steps", "2", "--repeats", "1")
     assert lines[2].split()[0] == "cvae2:4:fp32:compile"
