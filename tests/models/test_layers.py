@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from vaelab.models.layers import Flatten, BiasApartConvTranspose2d, NarrowConvTranspose2d, deconv_same
+from vaelab.models.layers import BiasApartConvTranspose2d, Flatten, NarrowConvTranspose2d, deconv_same
 
 
 @pytest.mark.parametrize("c_out,padding", [(1, 1), (3, 1), (2, 0)])
