@@ -4,10 +4,12 @@
                                [--steps 60] [--repeats 3] [--rounds 1] [--device cpu]
                                [--reference PYTHON_WITH_TF]
 
-A case is PRESET[:BATCH][:PRECISION][:nchw][:compile] (the preset's batch
-size and fp32 by default; `auto` is what `vaelab train` picks here; `compile`
-runs the encoder and decoder through `torch.compile`, which `vaelab train`
-does not, and prints the seconds its first step took, compilation included).
+A case is PRESET[:BATCH][:PRECISION][:nchw][:compile][:autograd] (the
+preset's batch size and fp32 by default; `auto` is what `vaelab train` picks
+here; `compile` runs the encoder and decoder through `torch.compile`, which
+`vaelab train` does not, and prints the seconds its first step took,
+compilation included; `autograd` takes autograd's backward where `vaelab
+train` takes the direct step of `vaelab.training.direct`; `compile` implies it).
 For each, prints images/s and ms per step (best of
 --repeats timed blocks of --steps optimiser steps, after warm-up), the FLOPs
 of one training image (forward + backward, counted with
@@ -42,11 +44,12 @@ DEFAULT_CASES = ["cvae2:32", "cvae2:32:bf16", "cvae2:128", "cvae2:128:bf16", "cv
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-CASE_FORMAT = "PRESET[:BATCH][:fp32|bf16|auto][:nchw][:compile]"
+CASE_FORMAT = "PRESET[:BATCH][:fp32|bf16|auto][:nchw][:compile][:autograd]"
+FLAGS = ("nchw", "compile", "autograd")
 
 
 def parse_case(case: str) -> tuple[str, int | None, str, set[str]]:
-    """'cvae2:128:bf16:compile' -> ('cvae2', 128, 'bf16', {'compile'}); the set holds 'nchw' and 'compile'."""
+    """'cvae2:128:bf16:compile' -> ('cvae2', 128, 'bf16', {'compile'}); the set holds FLAGS."""
     name, *rest = case.split(":")
     batch, precision, flags = None, "fp32", set()
     for part in rest:
@@ -54,7 +57,7 @@ def parse_case(case: str) -> tuple[str, int | None, str, set[str]]:
             batch = int(part)
         elif part in ("fp32", "bf16", "auto"):
             precision = part
-        elif part in ("nchw", "compile"):
+        elif part in FLAGS:
             flags.add(part)
         else:
             raise SystemExit(f"bad case {case!r}: expected {CASE_FORMAT}")
@@ -86,7 +89,8 @@ def worker(args: argparse.Namespace) -> dict:
     if cfg.data.binarize != "none":
         x = torch.bernoulli(x)
     x = x.contiguous(memory_format=batch_memory_format(model))  # NCHW for an NCHW model
-    step = lambda: train_step(model, optimizer, x, precision=precision)  # noqa: E731
+    direct = not flags & {"compile", "autograd"}  # compiled nets run under autograd
+    step = lambda: train_step(model, optimizer, x, precision=precision, direct=direct)  # noqa: E731
 
     flops_per_image = count_flops(model, step) / batch_size
     first_step_s = None
@@ -107,7 +111,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     best = time_best(block, args.repeats, device) / args.steps
     sync(device)
-    return {"case": f"{name}:{batch_size}:{precision}" + "".join(f":{f}" for f in ("nchw", "compile") if f in flags),
+    return {"case": f"{name}:{batch_size}:{precision}" + "".join(f":{f}" for f in FLAGS if f in flags),
             "ms_per_step": best * 1e3, "images_per_s": batch_size / best, "mflop_per_image": flops_per_image / 1e6,
             "gflops": flops_per_image * batch_size / best / 1e9, "peak_mb": peak_memory_mb(device),
             "first_step_s": first_step_s}

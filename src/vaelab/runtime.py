@@ -123,6 +123,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype the networks compute in at `precision` ("fp32" or "bf16")."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}")
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The forward pass's precision: bf16 autocast (matmuls and convolutions in bf16) or plain fp32.
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 
 from ..models.vae import VAE
-from ..runtime import autocast
+from ..runtime import autocast, compute_dtype
+from .direct import direct_step
 from .distributed import Dist
 
 
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
                grad_clip: float | None = None, skip_grad_norm: float | None = None, precision: str = "fp32",
-               batch_size: int | None = None, dist: Dist = Dist()) -> tuple[dict[str, torch.Tensor], bool]:
+               batch_size: int | None = None, dist: Dist = Dist(),
+               direct: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
     """Minimise the batch mean of the objective's per-example loss.
 
     In data-parallel training `model` is the DDP wrapper, `x` this rank's rows
@@ -25,12 +27,22 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     (as VDVAE does); otherwise the gradient is clipped to `grad_clip` first.
     `precision="bf16"` runs the forward pass under bf16 autocast; the loss
     terms are fp32 either way.
+
+    Models made only of parts with hand-written backward rules take the
+    direct step (`training/direct`, the same gradients without autograd)
+    unless `direct=False`; the rest, and data-parallel training, autograd.
     """
-    with autocast(x.device, precision):
-        terms = model(x)
-    loss = terms["loss"].sum() * (dist.world / (batch_size or len(x)))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    weight = dist.world / (batch_size or len(x))
+    fast = direct_step(model) if direct and not dist.enabled else None
+    if fast is not None:
+        terms = fast(model, x, compute_dtype(precision), weight)
+        loss = terms["loss"].sum() * weight
+    else:
+        with autocast(x.device, precision):
+            terms = model(x)
+        loss = terms["loss"].sum() * weight
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
     ok = torch.isfinite(norm) & torch.isfinite(loss)

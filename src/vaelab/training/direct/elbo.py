@@ -1,0 +1,77 @@
+"""The ELBO's terms and their gradients with respect to the encoder's and decoder's outputs.
+
+The forward values come from the model's own parts (posterior, prior,
+likelihood), so they are the objective's exactly; the gradients are written
+out by hand, per example, for the parts that have them here: the diagonal
+Gaussian posterior, the standard-normal prior, and the Bernoulli and Gaussian
+likelihoods. `weight` is each example's weight in the minimised loss (1/B for
+the batch mean).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...models.latent import DiagGaussian, DiagonalGaussianPosterior, StandardNormal
+from ...models.likelihoods import Bernoulli, Gaussian
+from ...models.objectives import ELBO
+
+Tensor = torch.Tensor
+
+
+def _bernoulli_grad(lik: Bernoulli, out: Tensor, x: Tensor) -> Tensor:
+    """d(-log p(x|z)) / d out, per pixel."""
+    return torch.sigmoid(out.float()) - x
+
+
+def _gaussian_grad(lik: Gaussian, out: Tensor, x: Tensor) -> Tensor:
+    mean = lik.mean(out)
+    grad = (mean - x) / lik.sigma**2
+    return grad * mean * (1 - mean) if lik.link == "sigmoid" else grad
+
+
+LIKELIHOOD_GRADS = {Bernoulli: _bernoulli_grad, Gaussian: _gaussian_grad}
+
+
+def supported(model) -> bool:
+    """Whether this model's objective, posterior, prior and likelihood all have their gradients here."""
+    return (type(model.objective) is ELBO and type(model.posterior) is DiagonalGaussianPosterior
+            and type(model.prior) is StandardNormal and type(model.likelihood) in LIKELIHOOD_GRADS)
+
+
+class Latent:
+    """The posterior's sample and the KL, with what their backward needs."""
+
+    def __init__(self, model, h: Tensor) -> None:
+        self.q: DiagGaussian = model.posterior(h)
+        self.z = self.q.rsample()
+        self.objective: ELBO = model.objective
+        q, z = self.q, self.z
+        self.kl = model.prior.kl(q) if self.objective.analytic_kl else q.log_prob(z) - model.prior.log_prob(z)
+
+    def backward(self, grad_z: Tensor, weight: float) -> Tensor:
+        """The gradient with respect to the encoder's output h = (mu, log var), given dLoss/dz from the decoder."""
+        q, z = self.q, self.z
+        w = weight * self.objective.beta  # the KL's weight in the loss
+        eps_std = z - q.mu                # sigma * eps
+        if self.objective.analytic_kl:   # KL = 0.5 sum(mu^2 + exp(lv) - 1 - lv)
+            grad_mu = grad_z + w * q.mu
+            grad_logvar = 0.5 * grad_z * eps_std + 0.5 * w * (torch.exp(q.logvar) - 1)
+        else:                             # KL = log q(z) - log p(z), z = mu + sigma * eps
+            inv_var = torch.exp(-q.logvar)
+            grad_z = grad_z + w * (z - eps_std * inv_var)  # through z
+            grad_mu = grad_z + w * eps_std * inv_var       # z's own, plus log q's explicit mu
+            grad_logvar = 0.5 * grad_z * eps_std + w * (0.5 * eps_std**2 * inv_var - 0.5)
+        return torch.cat([grad_mu, grad_logvar], dim=-1)
+
+
+def terms_and_grad(model, latent: Latent, out: Tensor, x: Tensor, weight: float) -> tuple[dict[str, Tensor], Tensor]:
+    """The objective's per-example terms, and dLoss/d out (fp32) for the decoder's output `out`."""
+    lik = model.likelihood
+    recon = -lik.log_prob(out, x)
+    kl = latent.kl
+    beta = latent.objective.beta
+    terms = {"loss": recon + beta * kl, "elbo": -(recon + kl), "recon": recon, "kl": kl}
+    grad = LIKELIHOOD_GRADS[type(lik)](lik, out, x).sum_to_size(out.shape) * weight
+    return terms, grad
+

@@ -1,0 +1,152 @@
+"""Each supported layer's forward and hand-written backward, as plain ATen calls.
+
+A rule's `forward(module, weights, x)` returns the layer's output and what its
+backward needs; `backward(module, weights, saved, grad, need_input_grad)`
+returns the input's gradient (None when not needed) and the gradients of
+`weights`, in the order of `module._parameters` (None for a missing bias).
+`weights` are the module's parameters in the step's compute dtype. The
+forward calls are the ones the module's own `forward` makes, so the values
+are the same; the backward calls are the ones autograd would make (each
+transposed convolution's bias gradient taken apart, as `models/kernels.py`
+explains, and every other layer's too: a sum of the output gradient).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ...models import layers
+
+_aten = torch.ops.aten
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Rule:
+    forward: Callable[..., tuple[Tensor, Any]]
+    backward: Callable[..., tuple[Tensor | None, tuple[Tensor | None, ...]]]
+
+
+def _bias_grad(grad: Tensor, bias: Tensor | None, dims: tuple[int, ...]) -> Tensor | None:
+    return None if bias is None else grad.sum(dims)  # bf16 sums accumulate in fp32
+
+
+# --- convolutions ---------------------------------------------------------------------------
+
+def _conv_args(m: nn.Conv2d | nn.ConvTranspose2d) -> tuple:
+    transposed = isinstance(m, nn.ConvTranspose2d)
+    return (list(m.stride), list(m.padding), list(m.dilation), transposed,
+            list(m.output_padding) if transposed else [0, 0], m.groups)
+
+
+def _conv_forward(m, weights, x):
+    w, b = weights
+    if isinstance(m, nn.ConvTranspose2d) and w.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)  # as BiasApartConvTranspose2d does
+    return _aten.convolution(x, w, b, *_conv_args(m)), x
+
+
+def _conv_backward(m, weights, x, grad, need_input_grad):
+    w, b = weights
+    grad_x, grad_w, _ = _aten.convolution_backward(grad, x, w, None, *_conv_args(m),
+                                                   [need_input_grad, True, False])
+    return grad_x, (grad_w, _bias_grad(grad, b, (0, 2, 3)))
+
+
+def _conv_supported(m: nn.Module) -> bool:
+    return m.padding_mode == "zeros" and not isinstance(m.padding, str)
+
+
+# NarrowConvTranspose2d: its depthwise correlation and channel sum, as its forward computes them.
+
+def _narrow_forward(m, weights, x):
+    w, _ = weights
+    c_in, c_out, kh, kw = w.shape
+    depthwise = w.flip(-1, -2).reshape(c_in * c_out, 1, kh, kw)
+    pad = [kh - 1 - m.padding[0], kw - 1 - m.padding[1]]
+    maps = _aten.convolution(x, depthwise, None, [1, 1], pad, [1, 1], False, [0, 0], c_in)
+    out = maps.unflatten(1, (c_in, c_out)).sum(1)
+    if m.bias is not None:  # the master bias, as under autocast: a bf16 sum plus an fp32 bias is fp32
+        out = out + m.bias.view(1, -1, 1, 1)
+    return out, (x, depthwise, pad, out.dtype, maps.dtype)
+
+
+def _narrow_backward(m, weights, saved, grad, need_input_grad):
+    w, _ = weights
+    x, depthwise, pad, _, maps_dtype = saved
+    c_in = w.shape[0]
+    grad_maps = grad.to(maps_dtype).unsqueeze(1).expand(-1, c_in, -1, -1, -1).flatten(1, 2)
+    grad_x, grad_dw, _ = _aten.convolution_backward(grad_maps, x, depthwise, None, [1, 1], pad, [1, 1], False,
+                                                    [0, 0], c_in, [need_input_grad, True, False])
+    return grad_x, (grad_dw.reshape(w.shape).flip(-1, -2), _bias_grad(grad, m.bias, (0, 2, 3)))
+
+
+def _narrow_supported(m: nn.Module) -> bool:
+    return _conv_supported(m) and m.stride == (1, 1) and m.dilation == (1, 1) and m.groups == 1
+
+
+# --- dense, activations, reshapes -----------------------------------------------------------
+
+def _linear_forward(m, weights, x):
+    w, b = weights
+    return (_aten.addmm(b, x, w.t()) if b is not None else x @ w.t()), x
+
+
+def _linear_backward(m, weights, x, grad, need_input_grad):
+    w, b = weights
+    return (grad @ w if need_input_grad else None), (grad.t() @ x, _bias_grad(grad, b, (0,)))
+
+
+def _relu_forward(m, weights, x):
+    y = _aten.relu(x)
+    return y, y
+
+
+def _relu_backward(m, weights, y, grad, need_input_grad):
+    return _aten.threshold_backward(grad, y, 0), ()
+
+
+def _flatten_forward(m, weights, x):
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return x.flatten(1), (x.shape, channels_last)
+
+
+def _flatten_backward(m, weights, saved, grad, need_input_grad):
+    shape, channels_last = saved  # the gradient in the input's layout, as layers.Flatten hands it back
+    grad = grad.reshape(shape)
+    return (grad.contiguous(memory_format=torch.channels_last) if channels_last else grad), ()
+
+
+def _reshape_forward(m, weights, x):
+    return x.reshape(x.shape[0], *m.shape), x.shape
+
+
+def _reshape_backward(m, weights, shape, grad, need_input_grad):
+    return grad.reshape(shape), ()
+
+
+_conv = Rule(_conv_forward, _conv_backward)
+_flatten = Rule(_flatten_forward, _flatten_backward)
+
+# By exact type: a subclass may compute something else, so it takes the autograd path.
+_RULES: dict[type, tuple[Callable[[nn.Module], bool], Rule]] = {
+    nn.Conv2d: (_conv_supported, _conv),
+    nn.ConvTranspose2d: (_conv_supported, _conv),
+    layers.BiasApartConvTranspose2d: (_conv_supported, _conv),
+    layers.NarrowConvTranspose2d: (_narrow_supported, Rule(_narrow_forward, _narrow_backward)),
+    nn.Linear: (lambda m: True, Rule(_linear_forward, _linear_backward)),
+    nn.ReLU: (lambda m: True, Rule(_relu_forward, _relu_backward)),
+    nn.Flatten: (lambda m: m.start_dim == 1 and m.end_dim == -1, _flatten),
+    layers.Flatten: (lambda m: m.start_dim == 1 and m.end_dim == -1, _flatten),
+    layers.Reshape: (lambda m: True, Rule(_reshape_forward, _reshape_backward)),
+}
+
+
+def rule_for(module: nn.Module) -> Rule | None:
+    """The rule for `module`, or None when this layer (or this configuration of it) has none."""
+    supported, rule = _RULES.get(type(module), (None, None))
+    return rule if supported is not None and supported(module) else None

@@ -1,0 +1,130 @@
+"""The direct training step (no autograd) computes what autograd computes, and steps aside where it cannot."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import vaelab
+from vaelab.models import build_model, noise
+from vaelab.runtime import batch_memory_format, place
+from vaelab.training import direct
+from vaelab.training.direct.layers import rule_for
+from vaelab.training.direct.step import Stack
+from vaelab.training.optim import build_optimizer
+from vaelab.training.step import train_step
+
+SHAPE = (1, 28, 28)
+
+
+def make(preset: str, **objective):
+    cfg = vaelab.presets()[preset]
+    torch.manual_seed(0)
+    model = place(build_model(cfg.model, dataclasses.replace(cfg.objective, **objective), SHAPE), torch.device("cpu"))
+    return model, build_optimizer(model.parameters(), cfg.train), cfg
+
+
+def batch(model, cfg, n=8):
+    x = torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(1))
+    if cfg.data.binarize != "none":
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(2))
+    return x.contiguous(memory_format=batch_memory_format(model))
+
+
+def one_step(preset, precision, use_direct, **objective):
+    model, opt, cfg = make(preset, **objective)
+    x = batch(model, cfg)
+    with noise.step_noise(torch.Generator(), 3, 0, slice(0, len(x)), len(x)):  # the same eps both ways
+        terms, applied = train_step(model, opt, x, precision=precision, direct=use_direct)
+    assert applied
+    return model, terms, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def rel_err(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+
+
+# cvae2, keras-conv2 and mlp2 are Bernoulli models, conv16 a Gaussian one (sigmoid mean)
+@pytest.mark.parametrize("preset", ["cvae2", "conv16", "keras-conv2", "mlp2"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("kl", ["analytic", "sampled"])
+def test_gradients_and_terms_match_autograd(preset, precision, kl):
+    model, terms, grads = one_step(preset, precision, True, kl=kl, beta=0.7)
+    assert direct.direct_step(model) is not None
+    _, ref_terms, ref_grads = one_step(preset, precision, False, kl=kl, beta=0.7)
+    for k in ("loss", "elbo", "recon", "kl"):
+        torch.testing.assert_close(terms[k], ref_terms[k], rtol=1e-6, atol=1e-4)
+    # the same kernels on the same operands: float rounding apart (bf16 gradients came out bit-identical)
+    tolerance = 1e-5 if precision == "fp32" else 1e-3
+    for name, ref in ref_grads.items():
+        assert rel_err(grads[name], ref) < tolerance, name
+        assert grads[name].dtype == torch.float32
+
+
+def test_training_steps_follow_autograd():
+    runs = []
+    for use_direct in (True, False):
+        model, opt, cfg = make("cvae2")
+        x = batch(model, cfg, 16)
+        for step in range(4):
+            with noise.step_noise(torch.Generator(), 0, step, slice(0, 16), 16):
+                train_step(model, opt, x, direct=use_direct)
+        runs.append(list(model.parameters()))
+    for p, q in zip(*runs):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_uint8_images_are_read_as_the_floats_they_stand_for():
+    model, opt, cfg = make("cvae2")
+    step = direct.direct_step(model)
+    x = (batch(model, cfg) * 255).to(torch.uint8)
+    with noise.step_noise(torch.Generator(), 0, 0, slice(0, 8), 8):
+        from_bytes = step(model, x, torch.float32, 1 / 8)
+    with noise.step_noise(torch.Generator(), 0, 0, slice(0, 8), 8):
+        from_floats = step(model, x.float() / 255, torch.float32, 1 / 8)
+    torch.testing.assert_close(from_bytes["loss"], from_floats["loss"])
+
+
+def test_models_with_layers_or_parts_it_has_no_rules_for_take_autograd():
+    cfg = vaelab.presets()["cifar128"]
+    assert direct.direct_step(build_model(cfg.model, cfg.objective, (3, 32, 32))) is None  # BatchNorm
+    assert Stack.build(nn.Sequential(nn.Linear(4, 4), nn.LeakyReLU())) is None
+    assert rule_for(nn.Conv2d(1, 1, 3, padding="same")) is None
+    assert rule_for(nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect")) is None
+    assert rule_for(type("MyLinear", (nn.Linear,), {})(2, 2)) is None  # a subclass may compute something else
+    model, _, _ = make("cvae2")
+    model.likelihood = object()
+    assert direct.direct_step(model) is None
+
+
+def test_hooks_frozen_weights_and_patched_methods_send_the_step_to_autograd(monkeypatch):
+    model, opt, cfg = make("cvae2")
+    assert direct.direct_step(model) is not None
+    handle = model.decoder[0].register_forward_hook(lambda m, i, out: None)
+    assert direct.direct_step(model) is None
+    handle.remove()
+    assert direct.direct_step(model) is not None
+    model.encoder[0].weight.requires_grad_(False)
+    assert direct.direct_step(model) is None
+    model.encoder[0].weight.requires_grad_(True)
+    monkeypatch.setattr(vaelab.VAE, "forward", lambda self, x: {})
+    assert direct.direct_step(model) is None
+
+
+def test_a_replaced_layer_gets_a_new_step():
+    model, opt, cfg = make("mlp2")
+    first = direct.direct_step(model)
+    model.decoder[0] = nn.Linear(2, 256)
+    second = direct.direct_step(model)
+    assert second is not None and second is not first
+    assert any(p is model.decoder[0].weight for p in second.params)
+
+
+def test_vaelab_train_takes_the_direct_step(tmp_path, monkeypatch):
+    calls = []
+    real = direct.DirectStep.__call__
+    monkeypatch.setattr(direct.DirectStep, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
+    vaelab.train("cvae2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
+                 batch_size=32, sample_grid=0, progress=False, log=lambda line: None)
+    assert len(calls) == 2
