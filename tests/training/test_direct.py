@@ -128,3 +128,12 @@ def test_vaelab_train_takes_the_direct_step(tmp_path, monkeypatch):
     vaelab.train("cvae2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
                  batch_size=32, sample_grid=0, progress=False, log=lambda line: None)
     assert len(calls) == 2
+
+
+def test_a_convolution_and_its_relu_run_as_one_stage_with_the_same_values():
+    model, _, cfg = make("cvae2")
+    fused, plain = Stack.build(model.decoder), Stack.build(model.decoder, fuse=False)
+    assert len(plain.stages) == len(model.decoder) and len(fused.stages) == len(model.decoder) - 2  # two convT+ReLU
+    weights = [p.detach() for m in model.decoder for p in m._parameters.values()]
+    z = torch.randn(4, 2)
+    torch.testing.assert_close(fused.forward(weights, z)[0], plain.forward(weights, z)[0], rtol=0, atol=0)

@@ -61,6 +61,32 @@ def _conv_supported(m: nn.Module) -> bool:
     return m.padding_mode == "zeros" and not isinstance(m.padding, str)
 
 
+# A convolution and the ReLU after it: one oneDNN call with the ReLU as its post-op, the same values.
+
+def _conv_relu_forward(m, weights, x):
+    w, b = weights
+    stride, padding, dilation, transposed, output_padding, groups = _conv_args(m)
+    if transposed:
+        if w.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = torch.ops.mkldnn._convolution_transpose_pointwise(x, w, b, padding, output_padding, stride, dilation,
+                                                               groups, "relu", [], "")
+    else:
+        y = torch.ops.mkldnn._convolution_pointwise(x, w, b, padding, stride, dilation, groups, "relu", [], "")
+    return y, (x, y)
+
+
+def _conv_relu_backward(m, weights, saved, grad, need_input_grad):
+    x, y = saved
+    return _conv_backward(m, weights, x, _aten.threshold_backward(grad, y, 0), need_input_grad)
+
+
+def _fusable(m: nn.Module) -> bool:
+    """oneDNN's fused convolution, for a layer it takes as it is (groups 1 to keep to what was measured)."""
+    return (torch.backends.mkldnn.is_available() and m.groups == 1
+            and all(p is None or p.device.type == "cpu" for p in (m.weight, m.bias)))
+
+
 # NarrowConvTranspose2d: its depthwise correlation and channel sum, as its forward computes them.
 
 def _narrow_forward(m, weights, x):
@@ -150,3 +176,13 @@ def rule_for(module: nn.Module) -> Rule | None:
     """The rule for `module`, or None when this layer (or this configuration of it) has none."""
     supported, rule = _RULES.get(type(module), (None, None))
     return rule if supported is not None and supported(module) else None
+
+
+def fused_rule_for(module: nn.Module, after: nn.Module) -> Rule | None:
+    """One rule for `module` and the layer `after` it, where the two run as one call; else None."""
+    if rule_for(module) is _conv and type(after) is nn.ReLU and _fusable(module):
+        return _CONV_RELU
+    return None
+
+
+_CONV_RELU = Rule(_conv_relu_forward, _conv_relu_backward)

@@ -11,31 +11,43 @@ from torch.nn.modules import module as _module
 from ...models.objectives import ELBO
 from ...models.vae import VAE, as_float_images
 from . import elbo
-from .layers import Rule, rule_for
+from .layers import Rule, fused_rule_for, rule_for
 
 Tensor = torch.Tensor
 
 
 class Stack:
-    """An `nn.Sequential` run layer by layer through its rules, keeping what each backward needs."""
+    """An `nn.Sequential` run through its rules, keeping what each backward needs.
 
-    def __init__(self, net: nn.Sequential, rules: list[Rule]) -> None:
+    Each stage is one layer, or two run as one call (a convolution and its
+    ReLU): `stages[k]` is (the stage's first layer, its rule, the number of
+    parameter slots, a missing bias counting as one).
+    """
+
+    def __init__(self, net: nn.Sequential, stages: list[tuple[nn.Module, Rule, int]]) -> None:
         self.modules = list(net)
-        self.rules = rules
-        self.counts = [len(m._parameters) for m in self.modules]  # a missing bias is a None slot
+        self.stages = stages
+        self.slot_count = sum(n for _, _, n in stages)
 
     @staticmethod
-    def build(net: nn.Module) -> Stack | None:
-        if type(net) is not nn.Sequential:
+    def build(net: nn.Module, fuse: bool = True) -> Stack | None:
+        if type(net) is not nn.Sequential or len(net) == 0:
             return None
-        rules = [rule_for(m) for m in net]
-        return Stack(net, rules) if rules and all(r is not None for r in rules) else None
+        layers, stages, k = list(net), [], 0
+        while k < len(layers):
+            m = layers[k]
+            pair = fused_rule_for(m, layers[k + 1]) if fuse and k + 1 < len(layers) else None
+            rule = pair or rule_for(m)
+            if rule is None:
+                return None
+            stages.append((m, rule, len(m._parameters)))
+            k += 2 if pair else 1
+        return Stack(net, stages)
 
     def forward(self, weights: list[Tensor | None], x: Tensor) -> tuple[Tensor, list]:
         saved, i = [], 0
-        for m, rule, n in zip(self.modules, self.rules, self.counts):
-            w = weights[i:i + n]
-            x, s = rule.forward(m, w, x)
+        for m, rule, n in self.stages:
+            x, s = rule.forward(m, weights[i:i + n], x)
             saved.append(s)
             i += n
         return x, saved
@@ -45,8 +57,8 @@ class Stack:
         """The input's gradient (None unless asked for) and the weights' gradients, in `weights`' order."""
         grads: list = [None] * len(weights)
         end = len(weights)
-        for k in range(len(self.modules) - 1, -1, -1):
-            m, rule, n = self.modules[k], self.rules[k], self.counts[k]
+        for k in range(len(self.stages) - 1, -1, -1):
+            m, rule, n = self.stages[k]
             grad, g = rule.backward(m, weights[end - n:end], saved[k], grad, k > 0 or need_input_grad)
             grads[end - n:end] = g
             end -= n
@@ -93,7 +105,7 @@ class DirectStep:
         """The per-example terms; each parameter's `.grad` is set to d(weight * sum of losses)/d parameter."""
         with torch.no_grad():
             weights = self._weights(dtype)
-            n_enc = sum(self.encoder.counts)
+            n_enc = self.encoder.slot_count
             w_enc, w_dec = weights[:n_enc], weights[n_enc:]
             x = as_float_images(x)
             h, enc_saved = self.encoder.forward(w_enc, x.to(dtype))
