@@ -137,3 +137,15 @@ def test_a_convolution_and_its_relu_run_as_one_stage_with_the_same_values():
     weights = [p.detach() for m in model.decoder for p in m._parameters.values()]
     z = torch.randn(4, 2)
     torch.testing.assert_close(fused.forward(weights, z)[0], plain.forward(weights, z)[0], rtol=0, atol=0)
+
+
+def test_a_layer_whose_class_changes_gets_its_rule_again():
+    model, _, _ = make("cvae2")
+    narrow = model.decoder[-1]
+    first = direct.direct_step(model)
+    narrow.__class__ = nn.ConvTranspose2d  # as benchmarks.common.count_flops does for a moment
+    plain = direct.direct_step(model)
+    narrow.__class__ = vaelab.models.layers.NarrowConvTranspose2d
+    again = direct.direct_step(model)
+    assert plain is not first and again is not plain
+    assert again.decoder.stages[-1][1] is first.decoder.stages[-1][1] is not plain.decoder.stages[-1][1]

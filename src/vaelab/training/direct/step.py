@@ -130,10 +130,11 @@ _AS_DEFINED = (VAE.forward, VAE.encode, ELBO.__call__)  # before anyone patches 
 
 
 def _parts(model: VAE) -> tuple:
-    """What a direct step is built from: the two networks, their layers and their parameters (None: no bias)."""
+    """What a direct step is built from: the two networks, their layers, the layers' types (the rules
+    follow them) and their parameters (None: no bias)."""
     nets = (model.encoder, model.decoder)
     layers = [m for net in nets for m in net] if all(type(n) is nn.Sequential for n in nets) else []
-    return (*nets, *layers, *(p for m in layers for p in m._parameters.values()))
+    return (*nets, *layers, *map(type, layers), *(p for m in layers for p in m._parameters.values()))
 
 
 def _same(a: tuple, b: tuple) -> bool:
