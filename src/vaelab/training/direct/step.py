@@ -83,11 +83,12 @@ class DirectStep:
         self._cast: dict[torch.dtype, list[Tensor]] = {}
 
     def bypasses_nothing(self, model: VAE) -> bool:
-        """No hooks that autograd would run, no frozen or non-CPU parameters, none outside the two networks."""
+        """No hooks that autograd would run, no frozen or non-CPU parameters, none outside the two networks'
+        layers (which have no sublayers: each has a rule)."""
         modules = (model, model.encoder, model.decoder, *self.encoder.modules, *self.decoder.modules)
         return (all(p.requires_grad and p.device.type == "cpu" and not p._backward_hooks
                     and not getattr(p, "_post_accumulate_grad_hooks", None) for p in self.params)
-                and len(self.params) == sum(1 for _ in model.parameters())
+                and not model._parameters and model._modules.keys() == {"encoder", "decoder"}
                 and not any(_hooked(m) for m in modules) and not _global_hooks())
 
     def _weights(self, dtype: torch.dtype) -> list[Tensor | None]:
