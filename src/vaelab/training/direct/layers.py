@@ -5,10 +5,12 @@ backward needs; `backward(module, weights, saved, grad, need_input_grad)`
 returns the input's gradient (None when not needed) and the gradients of
 `weights`, in the order of `module._parameters` (None for a missing bias).
 `weights` are the module's parameters in the step's compute dtype. The
-forward calls are the ones the module's own `forward` makes, so the values
-are the same; the backward calls are the ones autograd would make (each
-transposed convolution's bias gradient taken apart, as `models/kernels.py`
-explains, and every other layer's too: a sum of the output gradient).
+forward computes what the module's own `forward` computes, with the same
+calls except two that give the same values faster (a convolution and the
+ReLU after it as one oneDNN call; the narrow layer's channel sum as a
+matrix product); the backward makes the calls autograd would make, with
+every bias gradient summed apart (as `models/kernels.py` explains for the
+transposed convolutions).
 """
 
 from __future__ import annotations
