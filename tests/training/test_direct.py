@@ -149,3 +149,12 @@ def test_a_layer_whose_class_changes_gets_its_rule_again():
     again = direct.direct_step(model)
     assert plain is not first and again is not plain
     assert again.decoder.stages[-1][1] is first.decoder.stages[-1][1] is not plain.decoder.stages[-1][1]
+
+
+def test_an_optimiser_parameter_outside_the_model_gets_no_stale_gradient():
+    model, _, cfg = make("mlp2")
+    extra = torch.nn.Parameter(torch.zeros(3))
+    extra.grad = torch.ones(3)
+    opt = torch.optim.Adam([*model.parameters(), extra])
+    train_step(model, opt, batch(model, cfg))
+    assert extra.grad is None and torch.equal(extra, torch.zeros(3))  # as autograd's step leaves it

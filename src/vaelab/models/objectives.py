@@ -32,4 +32,8 @@ class ELBO:
             kl = model.prior.kl(q)
         else:
             kl = q.log_prob(z) - model.prior.log_prob(z)  # the seed 003 estimator
+        return self.terms(recon, kl)
+
+    def terms(self, recon: torch.Tensor, kl: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named terms from -log p(x|z) and the KL, each (B,)."""
         return {"loss": recon + self.beta * kl, "elbo": -(recon + kl), "recon": recon, "kl": kl}

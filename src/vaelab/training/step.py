@@ -25,7 +25,8 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     The update is skipped (weights and optimiser state untouched) when the loss
     or the gradient norm is not finite, or the norm exceeds `skip_grad_norm`
     (as VDVAE does); otherwise the gradient is clipped to `grad_clip` first.
-    `precision="bf16"` runs the forward pass under bf16 autocast; the loss
+    `precision="bf16"` runs the networks in bf16 (matrix products and
+    convolutions, as bf16 autocast does); weights, gradients and the loss
     terms are fp32 either way.
 
     Models made only of parts with hand-written backward rules take the
@@ -36,6 +37,7 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     fast = direct_step(model) if direct and not dist.enabled else None
     if fast is not None:
         terms = fast(model, x, compute_dtype(precision), weight)
+        fast.clear_other_grads(optimizer)
         loss = terms["loss"].sum() * weight
     else:
         with autocast(x.device, precision):

@@ -68,10 +68,7 @@ class Latent:
 def terms_and_grad(model, latent: Latent, out: Tensor, x: Tensor, weight: float) -> tuple[dict[str, Tensor], Tensor]:
     """The objective's per-example terms, and dLoss/d out (fp32) for the decoder's output `out`."""
     lik = model.likelihood
-    recon = -lik.log_prob(out, x)
-    kl = latent.kl
-    beta = latent.objective.beta
-    terms = {"loss": recon + beta * kl, "elbo": -(recon + kl), "recon": recon, "kl": kl}
+    terms = latent.objective.terms(-lik.log_prob(out, x), latent.kl)
     grad = LIKELIHOOD_GRADS[type(lik)](lik, out, x).sum_to_size(out.shape) * weight
     return terms, grad
 

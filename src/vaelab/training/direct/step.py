@@ -80,6 +80,7 @@ class DirectStep:
         self.encoder, self.decoder = encoder, decoder
         self.slots = slots
         self.params = [p for p in slots if p is not None]
+        self._ids = {id(p) for p in self.params}
         self._cast: dict[torch.dtype, list[Tensor]] = {}
 
     def bypasses_nothing(self, model: VAE) -> bool:
@@ -90,6 +91,13 @@ class DirectStep:
                     and not getattr(p, "_post_accumulate_grad_hooks", None) for p in self.params)
                 and not model._parameters and model._modules.keys() == {"encoder", "decoder"}
                 and not any(_hooked(m) for m in modules) and not _global_hooks())
+
+    def clear_other_grads(self, optimizer: torch.optim.Optimizer) -> None:
+        """Drop the gradient of any parameter the optimiser holds besides the model's: this step sets none."""
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and id(p) not in self._ids:
+                    p.grad = None
 
     def _weights(self, dtype: torch.dtype) -> list[Tensor | None]:
         """The parameters (None for a missing bias) in `dtype`: cast in place into buffers kept between steps."""
