@@ -158,3 +158,15 @@ def test_an_optimiser_parameter_outside_the_model_gets_no_stale_gradient():
     opt = torch.optim.Adam([*model.parameters(), extra])
     train_step(model, opt, batch(model, cfg))
     assert extra.grad is None and torch.equal(extra, torch.zeros(3))  # as autograd's step leaves it
+
+
+def test_no_gradient_is_computed_for_the_images():
+    model, _, cfg = make("mlp2")  # Flatten first: the first Linear needs no input gradient either
+    enc = Stack.build(model.encoder)
+    weights = [p.detach() for m in model.encoder for p in m._parameters.values()]
+    x = batch(model, cfg)
+    h, saved = enc.forward(weights, x)
+    grad_x, grads = enc.backward(weights, saved, torch.ones_like(h), need_input_grad=False)
+    assert grad_x is None and all(g is not None for g in grads)
+    grad_x, _ = enc.backward(weights, saved, torch.ones_like(h), need_input_grad=True)
+    assert grad_x.shape == x.shape

@@ -28,6 +28,8 @@ class Stack:
         self.modules = list(net)
         self.stages = stages
         self.slot_count = sum(n for _, _, n in stages)
+        # a stage's input gradient is needed when a stage below it has weights (a Flatten first has none)
+        self._weights_below = [any(n for _, _, n in stages[:k]) for k in range(len(stages))]
 
     @staticmethod
     def build(net: nn.Module, fuse: bool = True) -> Stack | None:
@@ -59,9 +61,11 @@ class Stack:
         end = len(weights)
         for k in range(len(self.stages) - 1, -1, -1):
             m, rule, n = self.stages[k]
-            grad, g = rule.backward(m, weights[end - n:end], saved[k], grad, k > 0 or need_input_grad)
+            grad, g = rule.backward(m, weights[end - n:end], saved[k], grad, self._weights_below[k] or need_input_grad)
             grads[end - n:end] = g
             end -= n
+            if grad is None:  # nothing below has weights, and the input's gradient was not asked for
+                break
         return grad, grads
 
 
@@ -130,11 +134,19 @@ class DirectStep:
         return terms
 
     def _store(self, grads: list[Tensor]) -> None:
-        """Into each parameter's `.grad` (kept between steps, cast to the parameter's dtype)."""
-        for p in self.params:
-            if p.grad is None:
-                p.grad = torch.empty_like(p)
-        torch._foreach_copy_([p.grad for p in self.params], grads)
+        """Into each parameter's `.grad`: a gradient in the parameter's dtype and layout becomes it, as
+        autograd's does; the others (bf16) are cast into buffers kept between steps."""
+        dests, casts = [], []
+        for p, g in zip(self.params, grads):
+            if g.dtype == p.dtype and g.stride() == p.stride():
+                p.grad = g
+            else:
+                if p.grad is None or p.grad.stride() != p.stride():
+                    p.grad = torch.empty_like(p)
+                dests.append(p.grad)
+                casts.append(g)
+        if dests:
+            torch._foreach_copy_(dests, casts)
 
 
 _AS_DEFINED = (VAE.forward, VAE.encode, ELBO.__call__)  # before anyone patches them
