@@ -105,12 +105,18 @@ class NarrowConvTranspose2d(nn.ConvTranspose2d):
         if (x.device.type != "cpu" or self.stride != (1, 1) or self.dilation != (1, 1) or self.groups != 1
                 or output_size is not None):  # measured on the CPU only; cuDNN has its own kernels
             return super().forward(x, output_size)
-        c_in, c_out, kh, kw = self.weight.shape
-        depthwise = self.weight.flip(-1, -2).reshape(c_in * c_out, 1, kh, kw)  # map c*C_out + o
-        pad = (kh - 1 - self.padding[0], kw - 1 - self.padding[1])
+        c_in, c_out = self.weight.shape[:2]
+        depthwise, pad = self.as_depthwise(self.weight)
         maps = F.conv2d(x, depthwise, None, padding=pad, groups=c_in)      # (B, C_in*C_out, H, W)
         out = maps.unflatten(1, (c_in, c_out)).sum(1)                      # (B, C_out, H, W)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+    def as_depthwise(self, weight: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """`weight` (C_in, C_out, kh, kw) as depthwise filters (C_in*C_out, 1, kh, kw), map c*C_out + o, and
+        the padding of their correlation."""
+        c_in, c_out, kh, kw = weight.shape
+        pad = [kh - 1 - self.padding[0], kw - 1 - self.padding[1]]
+        return weight.flip(-1, -2).reshape(c_in * c_out, 1, kh, kw), pad
 
 
 def keras_batchnorm(channels: int, dims: int = 2) -> nn.Module:

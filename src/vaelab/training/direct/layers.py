@@ -45,10 +45,15 @@ def _conv_args(m: nn.Conv2d | nn.ConvTranspose2d) -> tuple:
             list(m.output_padding) if transposed else [0, 0], m.groups)
 
 
+def _conv_input(m, w, x):
+    if isinstance(m, nn.ConvTranspose2d) and w.is_contiguous(memory_format=torch.channels_last):
+        return x.contiguous(memory_format=torch.channels_last)  # as BiasApartConvTranspose2d does
+    return x
+
+
 def _conv_forward(m, weights, x):
     w, b = weights
-    if isinstance(m, nn.ConvTranspose2d) and w.is_contiguous(memory_format=torch.channels_last):
-        x = x.contiguous(memory_format=torch.channels_last)  # as BiasApartConvTranspose2d does
+    x = _conv_input(m, w, x)
     return _aten.convolution(x, w, b, *_conv_args(m)), x
 
 
@@ -68,9 +73,8 @@ def _conv_supported(m: nn.Module) -> bool:
 def _conv_relu_forward(m, weights, x):
     w, b = weights
     stride, padding, dilation, transposed, output_padding, groups = _conv_args(m)
+    x = _conv_input(m, w, x)
     if transposed:
-        if w.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
         y = torch.ops.mkldnn._convolution_transpose_pointwise(x, w, b, padding, output_padding, stride, dilation,
                                                                groups, "relu", [], "")
     else:
@@ -85,17 +89,15 @@ def _conv_relu_backward(m, weights, saved, grad, need_input_grad):
 
 def _fusable(m: nn.Module) -> bool:
     """oneDNN's fused convolution, for a layer it takes as it is (groups 1 to keep to what was measured)."""
-    return (torch.backends.mkldnn.is_available() and m.groups == 1
-            and all(p is None or p.device.type == "cpu" for p in (m.weight, m.bias)))
+    return torch.backends.mkldnn.is_available() and m.groups == 1
 
 
 # NarrowConvTranspose2d: its depthwise correlation and channel sum, as its forward computes them.
 
 def _narrow_forward(m, weights, x):
     w, _ = weights
-    c_in, c_out, kh, kw = w.shape
-    depthwise = w.flip(-1, -2).reshape(c_in * c_out, 1, kh, kw)
-    pad = [kh - 1 - m.padding[0], kw - 1 - m.padding[1]]
+    c_in, c_out = w.shape[:2]
+    depthwise, pad = m.as_depthwise(w)
     maps = _aten.convolution(x, depthwise, None, [1, 1], pad, [1, 1], False, [0, 0], c_in)
     if maps.dtype == torch.bfloat16 and maps.is_contiguous(memory_format=torch.channels_last):
         # the sum over the inputs as a product with a 0/1 matrix, which accumulates in fp32 too: in bf16
@@ -108,12 +110,12 @@ def _narrow_forward(m, weights, x):
         out = maps.unflatten(1, (c_in, c_out)).sum(1)
     if m.bias is not None:  # the master bias, as under autocast: a bf16 sum plus an fp32 bias is fp32
         out = out + m.bias.view(1, -1, 1, 1)
-    return out, (x, depthwise, pad, out.dtype, maps.dtype)
+    return out, (x, depthwise, pad, maps.dtype)
 
 
 def _narrow_backward(m, weights, saved, grad, need_input_grad):
     w, _ = weights
-    x, depthwise, pad, _, maps_dtype = saved
+    x, depthwise, pad, maps_dtype = saved
     c_in = w.shape[0]
     grad_maps = grad.to(maps_dtype).unsqueeze(1).expand(-1, c_in, -1, -1, -1).flatten(1, 2)
     grad_x, grad_dw, _ = _aten.convolution_backward(grad_maps, x, depthwise, None, [1, 1], pad, [1, 1], False,
@@ -166,6 +168,7 @@ def _reshape_backward(m, weights, shape, grad, need_input_grad):
 
 
 _conv = Rule(_conv_forward, _conv_backward)
+_CONV_RELU = Rule(_conv_relu_forward, _conv_relu_backward)
 _flatten = Rule(_flatten_forward, _flatten_backward)
 
 # By exact type: a subclass may compute something else, so it takes the autograd path.
@@ -194,5 +197,3 @@ def fused_rule_for(module: nn.Module, after: nn.Module) -> Rule | None:
         return _CONV_RELU
     return None
 
-
-_CONV_RELU = Rule(_conv_relu_forward, _conv_relu_backward)

@@ -157,7 +157,12 @@ def _parts(model: VAE) -> tuple:
     follow them) and their parameters (None: no bias)."""
     nets = (model.encoder, model.decoder)
     layers = [m for net in nets for m in net] if all(type(n) is nn.Sequential for n in nets) else []
-    return (*nets, *layers, *map(type, layers), *(p for m in layers for p in m._parameters.values()))
+    return (*nets, *layers, *map(type, layers), *_slots(layers))
+
+
+def _slots(layers) -> list[Tensor | None]:
+    """The layers' parameters in order, None where a bias is missing."""
+    return [p for m in layers for p in m._parameters.values()]
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -203,5 +208,4 @@ def _build(model: VAE) -> DirectStep | None:
     encoder, decoder = Stack.build(model.encoder), Stack.build(model.decoder)
     if encoder is None or decoder is None:
         return None
-    slots = [p for net in (model.encoder, model.decoder) for m in net for p in m._parameters.values()]
-    return DirectStep(encoder, decoder, slots)
+    return DirectStep(encoder, decoder, _slots(encoder.modules + decoder.modules))
