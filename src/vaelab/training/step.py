@@ -7,6 +7,7 @@ import torch
 from ..models.vae import VAE
 from ..runtime import autocast, compute_dtype
 from .direct import direct_step
+from .optim import update
 from .distributed import Dist
 
 
@@ -54,5 +55,5 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     if applied:
         if grad_clip is not None:
             torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm, foreach=True)
-        optimizer.step()
+        update(optimizer)
     return {k: v.detach() for k, v in terms.items()}, applied
