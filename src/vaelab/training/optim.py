@@ -68,7 +68,7 @@ def _fused_adam_update(opt: torch.optim.Optimizer) -> bool:
     for group, params, states in calls:  # as `torch.optim.adam._fused_adam` does for one device and dtype
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
-        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+        kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_  # absent before torch 2.8
         beta1, beta2 = group["betas"]
         kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
                [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [], steps,
