@@ -31,9 +31,10 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 def update(optimizer: torch.optim.Optimizer) -> None:
     """`optimizer.step()`; for fused Adam, its kernel called directly with the optimiser's own state.
 
-    `Adam.step` spends most of its time in Python around one fused kernel: on
-    2 CPU cores that is about 4% of a cvae2 training step at batch 32 in bf16
-    (in-step A/B, `python -m benchmarks train`). Here the same kernel runs on
+    `Adam.step` wraps one fused kernel in Python, which inside a training step
+    costs more than its kernel: leaving it out made a cvae2 bf16 step at
+    batch 32 on 2 CPU cores 1.003x to 1.032x faster (one process alternating
+    blocks of steps with either; about 1%). Here the same kernel runs on
     the same state tensors with the same arguments, so parameters, state and
     `state_dict()` are the same as `step()`'s, bit for bit
     (tests/training/test_optim.py). Anything else takes `step()`: other

@@ -7,8 +7,8 @@ import torch
 from ..models.vae import VAE
 from ..runtime import autocast, compute_dtype
 from .direct import direct_step
-from .optim import update
 from .distributed import Dist
+from .optim import update
 
 
 def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
