@@ -170,3 +170,32 @@ def test_no_gradient_is_computed_for_the_images():
     assert grad_x is None and all(g is not None for g in grads)
     grad_x, _ = enc.backward(weights, saved, torch.ones_like(h), need_input_grad=True)
     assert grad_x.shape == x.shape
+
+
+@pytest.mark.parametrize("c_out,kernel,padding,bias", [(1, 3, 1, True), (3, 3, 0, True), (2, 5, 2, False),
+                                                       (4, 3, 2, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_narrow_layers_rule_matches_a_plain_transposed_convolution_under_autograd(c_out, kernel, padding, bias,
+                                                                                       dtype):
+    torch.manual_seed(0)
+    layer = vaelab.models.layers.NarrowConvTranspose2d(6, c_out, kernel, padding=padding, bias=bias)
+    layer = layer.to(memory_format=torch.channels_last)  # as `runtime.place` puts it on the CPU
+    rule = rule_for(layer)
+    x = torch.randn(3, 6, 9, 9).contiguous(memory_format=torch.channels_last)
+    weights = [layer.weight.detach().to(dtype), None if layer.bias is None else layer.bias.detach()]
+    out, saved = rule.forward(layer, weights, x.to(dtype))
+    grad = torch.randn(out.shape)
+    grad_x, (grad_w, grad_b) = rule.backward(layer, weights, saved, grad, True)
+
+    ref_x = x.to(dtype).float().requires_grad_()  # the reference in fp32 from the same (rounded) operands
+    ref_w = weights[0].float().requires_grad_()
+    ref_out = nn.functional.conv_transpose2d(ref_x, ref_w, layer.bias, padding=padding)
+    ref_out.backward(grad)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    assert out.shape == ref_out.shape and rel_err(out, ref_out) < tol
+    assert grad_x.is_contiguous(memory_format=torch.channels_last) and rel_err(grad_x, ref_x.grad) < tol
+    assert grad_w.shape == layer.weight.shape and rel_err(grad_w, ref_w.grad) < tol
+    if bias:
+        assert rel_err(grad_b, layer.bias.grad) < 1e-6
+    else:
+        assert grad_b is None
