@@ -54,6 +54,14 @@ class Stack:
             i += n
         return x, saved
 
+    def infer(self, weights: list[Tensor | None], x: Tensor) -> Tensor:
+        """The output alone: what each layer's backward would need is dropped as soon as it is made."""
+        i = 0
+        for m, rule, n in self.stages:
+            x, _ = rule.forward(m, weights[i:i + n], x)
+            i += n
+        return x
+
     def backward(self, weights: list[Tensor | None], saved: list, grad: Tensor,
                  need_input_grad: bool) -> tuple[Tensor | None, list]:
         """The input's gradient (None unless asked for) and the weights' gradients, in `weights`' order."""
@@ -200,6 +208,36 @@ def direct_step(model: nn.Module) -> DirectStep | None:
         cached = _steps[model] = (parts, _build(model))
     step = cached[1]
     return step if step is not None and step.bypasses_nothing(model) else None
+
+
+# network -> (its layers, their types and parameters when built, its Stack or None); as `_steps`
+_stacks: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Stack | None]] = weakref.WeakKeyDictionary()
+
+
+def forward(net: nn.Module, x: Tensor) -> Tensor:
+    """`net(x)` when no gradient is wanted, through the layers' rules: a convolution and its ReLU as one call.
+
+    The same values as `net(x)` (the rules' forwards make the module's own
+    calls, fused), faster where a ReLU follows a convolution: cvae2's
+    decoder on 256 latents on 2 CPU cores took 11.3 against 12.5 ms, 1.10x
+    (the ReLU's own pass over the maps is left out), and so the IWAE bound.
+    `net(x)` itself runs where gradients are being recorded, off the CPU,
+    for a network other than an `nn.Sequential` of layers with rules, and
+    where a module has hooks (which the rules would not call).
+    """
+    if torch.is_grad_enabled() or x.device.type != "cpu" or type(net) is not nn.Sequential:
+        return net(x)
+    layers = list(net)
+    slots = _slots(layers)
+    parts = (*layers, *map(type, layers), *slots)
+    cached = _stacks.get(net)
+    if cached is None or not _same(cached[0], parts):
+        cached = _stacks[net] = (parts, Stack.build(net))
+    stack = cached[1]
+    if (stack is None or any(p is not None and p.device.type != "cpu" for p in slots) or _global_hooks()
+            or any(_hooked(m) for m in (net, *layers))):
+        return net(x)
+    return stack.infer(slots, x)
 
 
 def _build(model: VAE) -> DirectStep | None:
