@@ -78,11 +78,11 @@ def worker(args: argparse.Namespace) -> dict:
     cfg = PRESETS[name].config
     batch_size = batch or cfg.train.batch_size
     device = torch.device(args.device)
-    precision = resolve_precision(precision, device)
     prepare_device(device)
     shape = SHAPES[cfg.data.name]
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.objective, shape)
+    precision = resolve_precision(precision, device, model)
     model = model.to(device) if nchw else place(model, device)
     optimizer = build_optimizer(model.parameters(), cfg.train)
     x = torch.rand(batch_size, *shape, device=device)
@@ -145,14 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vaelab.runtime import resolve_precision
-
     for case in args.cases:
         parse_case(case)  # fail on a typo before anything runs
     peak = matmul_peak_gflops(args.device)
-    default = resolve_precision("auto", torch.device(args.device))
     print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3); "
-          f"best of {args.rounds} round(s), the cases interleaved; `vaelab train` trains in {default} here")
+          f"best of {args.rounds} round(s), the cases interleaved; an `auto` case shows what `vaelab train` picks")
     best: dict[str, dict] = {}
     ratios: dict[str, list[float]] = {case: [] for case in args.cases}  # against the reference in the same round
     for _ in range(args.rounds):  # interleaved, so a slow minute on a shared machine hits every case alike

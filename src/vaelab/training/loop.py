@@ -44,7 +44,7 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     tc = cfg.train
     p = progress or Progress()
     device = model.device
-    precision = resolve_precision(tc.precision, device)
+    precision = resolve_precision(tc.precision, device, model)
     train = Batches(splits.train.images, tc.batch_size, device=device, shuffle=True,
                     drop_last=tc.drop_last, dynamic_binarize=cfg.data.binarize == "dynamic", seed=tc.seed,
                     memory_format=batch_memory_format(model), shard=dist)

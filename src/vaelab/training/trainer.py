@@ -44,9 +44,9 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
         if dist.is_main:  # only now: a run that cannot start leaves no directory behind
             run.write_config(cfg)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
+        precision = resolve_precision(cfg.train.precision, device, model)
         log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
-            f"{splits.val_name} images, {device}, {resolve_precision(cfg.train.precision, device)}{ranks}) "
-            f"into {run.path}")
+            f"{splits.val_name} images, {device}, {precision}{ranks}) into {run.path}")
         fit(model, optimizer, splits, cfg, run, callbacks=callbacks, show_progress=progress, log=log, dist=dist)
         return run.path
 
@@ -89,7 +89,7 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
             run.write_config(cfg)
         where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
         log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs} "
-            f"({device}, {resolve_precision(cfg.train.precision, device)})")
+            f"({device}, {resolve_precision(cfg.train.precision, device, model)})")
         fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
             show_progress=progress, log=log, dist=dist)
         return run.path
