@@ -49,16 +49,16 @@ def test_the_networks_give_their_own_values_through_the_rules(preset, relu_calls
             torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
 
 
-def test_a_network_without_rules_hooks_or_gradients_wanted_call_the_network(relu_calls):
+def test_the_network_itself_runs_without_rules_with_hooks_or_when_gradients_are_wanted(relu_calls):
     model = make("cifar128")  # BatchNorm has no rule
-    x, z = inputs(model, 4)
+    _, z = inputs(model, 4)
     with torch.inference_mode():
         out = direct.forward(model.decoder, z)
         assert relu_calls
         torch.testing.assert_close(out, model.decoder(z), rtol=0, atol=0)
 
     model = make("cvae2")
-    x, z = inputs(model, 4)
+    _, z = inputs(model, 4)
     calls = []
     handle = model.decoder[0].register_forward_hook(lambda m, i, out: calls.append(1))
     with torch.inference_mode():
