@@ -70,7 +70,8 @@ class TrainConfig:
     seed: int = 0
     drop_last: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # bf16: the forward pass under bf16 autocast, losses in fp32; auto: bf16 on CPUs with native bf16, else fp32
+    # bf16: the forward pass under bf16 autocast, losses in fp32;
+    # auto: bf16 for convolutional models on CPUs with native bf16, else fp32
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     eval_batch_size: int = 1000
     sample_grid: int = 64  # fixed-noise samples drawn after every epoch

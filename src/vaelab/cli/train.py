@@ -47,7 +47,8 @@ def add_parsers(sub) -> None:
     g.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16: forward pass in bf16 autocast, losses in fp32 (faster on CPUs with AVX-512 BF16; "
-                        "changes the numbers slightly); auto (default): bf16 on such CPUs, fp32 elsewhere")
+                        "changes the numbers slightly); auto (default): bf16 for convolutional models on such CPUs, "
+                        "else fp32")
     g.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="also checkpoint every N steps")
     g.add_argument("--grad-clip", type=positive_float, help="clip the gradient's global norm to this")
     g.add_argument("--skip-grad-norm", type=positive_float, help="skip updates whose gradient norm is above this")
