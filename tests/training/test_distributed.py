@@ -65,6 +65,15 @@ def test_ranks_with_different_weights_are_caught_on_every_rank():
     assert sorted(re.findall(r"rank (\d) caught: the 2 ranks hold different weights", out.stdout)) == ["0", "1"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="names threads from /proc")
+def test_a_data_parallel_run_frees_its_process_group_and_threads(tmp_path):
+    out = _run(str(HERE / "ddp_leaves.py"), str(tmp_path / "run"), str(tmp_path), ranks=2)
+    assert out.returncode == 0, out.stderr
+    for rank in (0, 1):
+        names = (tmp_path / f"threads-{rank}.txt").read_text()
+        assert "gloo" not in names, f"rank {rank} still runs {names}"
+
+
 def test_rows_split_a_batch_into_contiguous_near_equal_parts():
     for n in range(0, 40):
         for world in (1, 2, 3, 8):

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -18,8 +19,16 @@ TIMING = {"seconds", "images_per_s"}
 
 
 def _vaelab(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vaelab", *args], stdout=subprocess.DEVNULL,
+    """`vaelab` in a child process, its output unbuffered: its first line says training has begun."""
+    return subprocess.Popen([sys.executable, "-u", "-m", "vaelab", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _training(proc: subprocess.Popen) -> float:
+    """Wait until `proc` is past its start-up (its first line: training, resuming, finished); the time then."""
+    first = proc.stdout.readline()
+    assert first.startswith(("training", "resuming")) or "already finished" in first, first + proc.stderr.read()
+    return time.perf_counter()
 
 
 def _metrics(run):
@@ -29,16 +38,22 @@ def _metrics(run):
 
 def test_random_sigkills_then_resume_is_bit_identical(tmp_path):
     straight = tmp_path / "straight"
-    assert _vaelab("train", *ARGS, "--out", str(straight)).wait(timeout=300) == 0
+    proc = _vaelab("train", *ARGS, "--out", str(straight))
+    began = _training(proc)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    span = time.perf_counter() - began  # training and what follows it, without the start-up
 
+    # Each kill lands at a random moment after start-up, so it hits training, checkpointing or the
+    # final writes, on a fast machine as on a slow one.
     run = tmp_path / "killed"
     rng = random.Random(0)
     kills = 0
     for attempt in range(40):
         started = (run / "checkpoint.safetensors").exists()
         proc = _vaelab("train", "--resume", str(run)) if started else _vaelab("train", *ARGS, "--out", str(run))
+        _training(proc)
         try:
-            proc.wait(timeout=rng.uniform(1.0, 6.0))
+            proc.wait(timeout=rng.uniform(0.0, span))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -51,7 +66,7 @@ def test_random_sigkills_then_resume_is_bit_identical(tmp_path):
         for path in sorted(run.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
     assert kills >= 4, f"only {kills} kills landed"
-    print(f"{kills} SIGKILLs in a row, resumed after each")  # shown with pytest -s
+    print(f"{kills} SIGKILLs in {attempt + 1} starts, resumed after each; the run trains for {span:.2f} s")  # -s
 
     a, b = vaelab.load(straight).state_dict(), vaelab.load(run).state_dict()
     for k in a:
