@@ -1,4 +1,4 @@
-"""Run under torchrun with 2 ranks: train into argv[1], then write the names of this process's threads into argv[2].
+"""Run under torchrun with 2 ranks: train into argv[1], then write this process's thread names into argv[2].
 
 After a data-parallel run the process group must be freed with its gloo
 threads: a gloo thread still alive when the interpreter shuts down can

@@ -186,7 +186,7 @@ def _leave() -> None:
     tensor Python has seen takes the GIL. A thread that asks for it while the
     interpreter shuts down dies inside a destructor, and the process aborts
     ("terminate called without an active exception", SIGABRT; one 2-rank CPU
-    run in 15 to 60 did). `destroy_process_group` frees the group and joins
+    training run in 20 to 60 did here). `destroy_process_group` frees the group and joins
     these threads only if nothing else holds it. The DDP wrapper goes when
     `fit` returns; `torch._dynamo`, which DDP imports, keeps references to a
     group that exists when it is first imported, hence its import before
