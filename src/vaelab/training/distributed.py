@@ -186,10 +186,10 @@ def _leave() -> None:
     tensor Python has seen takes the GIL. A thread that asks for it while the
     interpreter shuts down dies inside a destructor, and the process aborts
     ("terminate called without an active exception", SIGABRT; one 2-rank CPU
-    training run in 20 to 60 did here). `destroy_process_group` frees the group and joins
-    these threads only if nothing else holds it. The DDP wrapper goes when
-    `fit` returns; `torch._dynamo`, which DDP imports, keeps references to a
-    group that exists when it is first imported, hence its import before
-    `init_process_group`.
+    training run in 20 to 60 did here). `destroy_process_group` frees the
+    group and joins these threads only if nothing else holds it. The DDP
+    wrapper goes when `fit` returns; `torch._dynamo`, which DDP imports,
+    keeps references to a group that exists when it is first imported, hence
+    its import before `init_process_group`.
     """
     dist.destroy_process_group()
