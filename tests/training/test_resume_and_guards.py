@@ -130,3 +130,28 @@ def test_a_run_that_cannot_start_leaves_no_directory_behind(tmp_path):
         vaelab.train("mlp2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
                      optimizer="sgd", progress=False, log=lambda line: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_guard_reads_the_gradients_norm_and_finiteness():
+    cfg = vaelab.presets()["cvae2"]
+    x = torch.bernoulli(torch.rand(4, 1, 28, 28))
+
+    def fresh():
+        torch.manual_seed(0)
+        model = vaelab.build_model(cfg.model, cfg.objective, (1, 28, 28))
+        return model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+    model, opt = fresh()
+    step_module.train_step(model, opt, x, skip_grad_norm=1e30)
+    total = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item()
+    for factor, applied_expected in ((0.999, False), (1.001, True)):  # the same seed, so the same gradients
+        model, opt = fresh()
+        _, applied = step_module.train_step(model, opt, x, skip_grad_norm=total * factor)
+        assert applied is applied_expected
+
+    model, opt = fresh()  # a finite loss whose gradient is not finite: skipped, nothing changes
+    before = [p.detach().clone() for p in model.parameters()]
+    model.decoder[0].weight.register_hook(lambda g: g * float("inf"))
+    terms, applied = step_module.train_step(model, opt, x)
+    assert torch.isfinite(terms["loss"]).all() and not applied
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))

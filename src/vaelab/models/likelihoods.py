@@ -32,7 +32,9 @@ class Bernoulli:
         pass
 
     def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        out, x = torch.broadcast_tensors(out.float(), x)
+        out = out.float()
+        if out.shape != x.shape:  # several samples per image
+            out, x = torch.broadcast_tensors(out, x)
         return -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(PIXEL_DIMS)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:

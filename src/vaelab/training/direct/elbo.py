@@ -53,15 +53,17 @@ class Latent:
         """The gradient with respect to the encoder's output h = (mu, log var), given dLoss/dz from the decoder."""
         q, z = self.q, self.z
         w = weight * self.objective.beta  # the KL's weight in the loss
-        eps_std = z - q.mu                # sigma * eps
+        eps_std = z - q.mu                # sigma * eps; dz/dlogvar = eps_std / 2
+        # as few tensor operations as the algebra allows: on (B, D) tensors each costs more than its arithmetic
         if self.objective.analytic_kl:   # KL = 0.5 sum(mu^2 + exp(lv) - 1 - lv)
-            grad_mu = grad_z + w * q.mu
-            grad_logvar = 0.5 * grad_z * eps_std + 0.5 * w * (torch.exp(q.logvar) - 1)
+            grad_mu = torch.add(grad_z, q.mu, alpha=w)
+            grad_logvar = (grad_z * eps_std).add_(torch.exp(q.logvar), alpha=w).sub_(w).mul_(0.5)
         else:                             # KL = log q(z) - log p(z), z = mu + sigma * eps
-            inv_var = torch.exp(-q.logvar)
-            grad_z = grad_z + w * (z - eps_std * inv_var)  # through z
-            grad_mu = grad_z + w * eps_std * inv_var       # z's own, plus log q's explicit mu
-            grad_logvar = 0.5 * grad_z * eps_std + w * (0.5 * eps_std**2 * inv_var - 0.5)
+            e = eps_std * torch.exp(-q.logvar)              # (z - mu) / sigma^2 = d log q / d mu
+            grad_mu = torch.add(grad_z, z - e, alpha=w)     # through z: the decoder's, plus w (z - e)
+            grad_mu.add_(e, alpha=w)                        # plus log q's explicit mu
+            # through z (grad_mu - w e) * eps_std / 2, plus w (eps_std e / 2 - 1/2) explicitly
+            grad_logvar = (eps_std * grad_mu).sub_(w).mul_(0.5)
         return torch.cat([grad_mu, grad_logvar], dim=-1)
 
 
@@ -69,6 +71,8 @@ def terms_and_grad(model, latent: Latent, out: Tensor, x: Tensor, weight: float)
     """The objective's per-example terms, and dLoss/d out (fp32) for the decoder's output `out`."""
     lik = model.likelihood
     terms = latent.objective.terms(-lik.log_prob(out, x), latent.kl)
-    grad = LIKELIHOOD_GRADS[type(lik)](lik, out, x).sum_to_size(out.shape) * weight
-    return terms, grad
+    grad = LIKELIHOOD_GRADS[type(lik)](lik, out, x)  # a new tensor, scaled in place
+    if grad.shape != out.shape:
+        grad = grad.sum_to_size(out.shape)
+    return terms, grad.mul_(weight)
 
