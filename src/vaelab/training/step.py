@@ -51,7 +51,7 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
         terms = {k: v.detach() for k, v in terms.items()}
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     # each gradient's norm and the loss in one host sync (free on the CPU, microseconds on CUDA), the guard
-    # in Python: a dozen tensor operations fewer than `get_total_norm` and `torch.isfinite` on tensors, which
+    # in Python: ten tensor operations fewer than `get_total_norm` and `torch.isfinite` on tensors, which
     # a small step feels (README, Speed)
     norms = torch._foreach_norm([p.grad for p in params]) if params else []
     *norm_values, loss_value = torch.stack([*norms, loss.detach()]).tolist()
