@@ -36,7 +36,6 @@ class ELBO:
 
     def terms(self, recon: torch.Tensor, kl: torch.Tensor) -> dict[str, torch.Tensor]:
         """The named terms from -log p(x|z) and the KL, each (B,)."""
-        if self.beta == 1:  # the same values with two tensor operations fewer, which a small step feels
-            loss = recon + kl
-            return {"loss": loss, "elbo": -loss, "recon": recon, "kl": kl}
-        return {"loss": recon + self.beta * kl, "elbo": -(recon + kl), "recon": recon, "kl": kl}
+        neg_elbo = recon + kl
+        loss = neg_elbo if self.beta == 1 else recon + self.beta * kl  # at beta 1, two tensor operations fewer
+        return {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl": kl}
