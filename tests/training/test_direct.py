@@ -10,6 +10,7 @@ import vaelab
 from vaelab.models import build_model, noise
 from vaelab.runtime import batch_memory_format, place
 from vaelab.training import direct
+from vaelab.training.direct import layers
 from vaelab.training.direct.layers import rule_for
 from vaelab.training.direct.step import Stack
 from vaelab.training.optim import build_optimizer
@@ -55,7 +56,8 @@ def test_gradients_and_terms_match_autograd(preset, precision, kl):
     _, ref_terms, ref_grads = one_step(preset, precision, False, kl=kl, beta=0.7)
     for k in ("loss", "elbo", "recon", "kl"):
         torch.testing.assert_close(terms[k], ref_terms[k], rtol=1e-6, atol=1e-4)
-    # the same kernels on the same operands: float rounding apart (bf16 gradients came out bit-identical)
+    # the same kernels on the same operands: float rounding apart (bf16 gradients came out bit-identical,
+    # but for a strided convolution's weight gradient as a product of patches: up to 1e-5 apart)
     tolerance = 1e-5 if precision == "fp32" else 1e-3
     for name, ref in ref_grads.items():
         assert rel_err(grads[name], ref) < tolerance, name
@@ -199,3 +201,41 @@ def test_the_narrow_layers_rule_matches_a_plain_transposed_convolution_under_aut
         assert rel_err(grad_b, layer.bias.grad) < 1e-6
     else:
         assert grad_b is None
+
+
+@pytest.mark.parametrize("c_in,c_out,kernel,stride,padding", [(32, 16, 3, 2, 0), (32, 8, (3, 5), (2, 1), (1, 2)),
+                                                             (48, 4, 4, 3, 1)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_strided_convolutions_weight_gradient_from_patches_matches_autograd(c_in, c_out, kernel, stride, padding,
+                                                                             bias):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias).to(memory_format=torch.channels_last)
+    rule = rule_for(layer)
+    x = torch.randn(5, c_in, 13, 14).contiguous(memory_format=torch.channels_last).to(torch.bfloat16)
+    weights = [None if p is None else p.detach().to(torch.bfloat16) for p in (layer.weight, layer.bias)]  # as the step
+    out, saved = rule.forward(layer, weights, x)
+    grad = torch.randn(out.shape).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    assert layers._weight_grad_by_patches(layer, x, grad)
+    grad_x, (grad_w, grad_b) = rule.backward(layer, weights, saved, grad, True)
+
+    ref_x = x.float().requires_grad_()  # the reference in fp32 from the same (rounded) operands
+    ref_w = weights[0].float().requires_grad_()
+    nn.functional.conv2d(ref_x, ref_w, None, stride, padding).backward(grad.float())
+    assert grad_w.shape == layer.weight.shape and grad_w.dtype == torch.bfloat16
+    assert rel_err(grad_w, ref_w.grad) < 4e-3  # bf16's rounding of the result (2^-9 relative at most)
+    assert grad_x.shape == x.shape and rel_err(grad_x, ref_x.grad) < 4e-3
+    assert (grad_b is None) == (not bias)
+    if bias:
+        torch.testing.assert_close(grad_b.float(), grad.float().sum((0, 2, 3)), rtol=1e-2, atol=1e-2)
+
+
+def test_the_patches_stay_out_where_they_were_slower():
+    x = torch.randn(2, 32, 9, 9).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    strided = nn.Conv2d(32, 8, 3, 2)
+    assert layers._weight_grad_by_patches(strided, x.bfloat16(), grad.bfloat16())
+    assert not layers._weight_grad_by_patches(strided, x, grad)  # fp32
+    assert not layers._weight_grad_by_patches(nn.Conv2d(32, 8, 3), x.bfloat16(), grad.bfloat16())  # stride 1
+    assert not layers._weight_grad_by_patches(nn.Conv2d(1, 8, 3, 2), x[:, :1].bfloat16(), grad.bfloat16())  # 1 channel
+    transposed = nn.ConvTranspose2d(32, 8, 3, 2)
+    assert not layers._weight_grad_by_patches(transposed, x.bfloat16(), grad.bfloat16())
