@@ -236,6 +236,7 @@ def test_the_patches_stay_out_where_they_were_slower():
     assert layers._weight_grad_by_patches(strided, x.bfloat16(), grad.bfloat16())
     assert not layers._weight_grad_by_patches(strided, x, grad)  # fp32
     assert not layers._weight_grad_by_patches(nn.Conv2d(32, 8, 3), x.bfloat16(), grad.bfloat16())  # stride 1
-    assert not layers._weight_grad_by_patches(nn.Conv2d(1, 8, 3, 2), x[:, :1].bfloat16(), grad.bfloat16())  # 1 channel
+    one_channel = torch.randn(2, 1, 9, 9).contiguous(memory_format=torch.channels_last).bfloat16()
+    assert not layers._weight_grad_by_patches(nn.Conv2d(1, 8, 3, 2), one_channel, grad.bfloat16())
     transposed = nn.ConvTranspose2d(32, 8, 3, 2)
     assert not layers._weight_grad_by_patches(transposed, x.bfloat16(), grad.bfloat16())
