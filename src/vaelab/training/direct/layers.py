@@ -65,9 +65,10 @@ def _conv_backward(m, weights, x, grad, need_input_grad):
     if _weight_grad_by_patches(m, x, grad):
         grad_x = (_aten.convolution_backward(grad, x, w, None, *_conv_args(m), [True, False, False])[0]
                   if need_input_grad else None)
-        return grad_x, (_patch_weight_grad(m, x, grad), _bias_grad(grad, b, (0, 2, 3)))
-    grad_x, grad_w, _ = _aten.convolution_backward(grad, x, w, None, *_conv_args(m),
-                                                   [need_input_grad, True, False])
+        grad_w = _patch_weight_grad(m, x, grad)
+    else:
+        grad_x, grad_w, _ = _aten.convolution_backward(grad, x, w, None, *_conv_args(m),
+                                                       [need_input_grad, True, False])
     return grad_x, (grad_w, _bias_grad(grad, b, (0, 2, 3)))
 
 
