@@ -64,3 +64,14 @@ def write_cifar_fixture(root: Path, n_train: int = 40, n_test: int = 20, seed: i
 @pytest.fixture
 def cifar_root(tmp_path) -> Path:
     return write_cifar_fixture(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished one-epoch run on drawn shapes (mlp2, 16x16, a few seconds). Copy it before changing it."""
+    import vaelab
+
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    vaelab.train("mlp2", dataset="shapes", image_size=16, latent_dim=2, epochs=1, limit=64, val_size=32,
+                 batch_size=32, sample_grid=4, out=out, progress=False, log=lambda line: None)
+    return out

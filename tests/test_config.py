@@ -33,7 +33,7 @@ def test_wrong_types_and_values_are_errors():
         apply_overrides(RunConfig(), {"train": {"batch_size": True}})
     with pytest.raises(VaelabError, match="data.binarize must be one of"):
         apply_overrides(RunConfig(), {"data": {"binarize": "yes"}})
-    with pytest.raises(VaelabError, match="train.lr must be positive"):
+    with pytest.raises(VaelabError, match="train.lr must be > 0"):
         apply_overrides(RunConfig(), {"train": {"lr": -1.0}})
 
 

@@ -20,18 +20,21 @@ from typing import Any, Callable
 
 import torch
 
+from . import checks
 from .config import RunConfig, apply_overrides, nest_overrides, read_toml
 from .data import load_images
 from .errors import VaelabError
 from .evaluation import anomaly as _anomaly
 from .evaluation.classifier import load_or_train
+from .evaluation.iwae import default_chunk
 from .evaluation.summary import MIN_FRECHET_N, evaluate_model
 from .models.vae import VAE
 from .presets import DEFAULT_PRESET, PRESETS
 from .training.batches import binarize_static
 from .training.checkpoint import load_checkpoint
 from .training.data import load_split, select_classes
-from .training.rundir import RunDir, write_text_atomic
+from .files import check_can_write, write_text
+from .training.rundir import RunDir
 from .training.trainer import load_model, resume_run, start_run
 
 
@@ -43,7 +46,7 @@ class Run:
 
     @property
     def config(self) -> RunConfig:
-        return load_checkpoint(self.path).config
+        return load_checkpoint(self.path, with_optimizer=False).config
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -111,15 +114,21 @@ def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, 
     if split not in ("train", "test"):
         raise VaelabError(f"split must be 'train' or 'test', not {split!r}")
     for name, value, least in (("limit", limit, 1), ("iwae_k", iwae_k, 0), ("chunk", chunk, 1),
-                               ("frechet_n", frechet_n, 1), ("batch_size", batch_size, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise VaelabError(f"{name} must be a whole number >= {least}, got {value!r}")
+                               ("frechet_n", frechet_n, 1)):
+        if value is not None:
+            checks.whole(name, value, low=least)
+    if batch_size is not None:
+        checks.whole("batch_size", batch_size, low=1, high=checks.MAX_BATCH_SIZE)
+    checks.seed("seed", seed)
     model = load_model(run, device=device)
     cfg: RunConfig = model.config
     data = load_split(cfg.data, split, data_dir)
     if cfg.data.classes is not None:
         data = select_classes(data, cfg.data.classes, cfg.data.name)
     images = data.images[:limit] if limit is not None else data.images
+    if iwae_k > 0:
+        checks.iwae_memory(iwae_k, chunk or default_chunk(model.device), batch_size or cfg.train.eval_batch_size,
+                           len(images), model.image_shape)
 
     classifier, note = None, "skipped (--no-frechet)"
     if frechet and min(len(images), frechet_n) < MIN_FRECHET_N:
@@ -133,9 +142,14 @@ def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, 
     result = {"split": split, **result, "dataset": cfg.data.name, "preset": cfg.preset,
               "classes": list(cfg.data.classes) if cfg.data.classes is not None else None}
     if write:
-        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-        write_text_atomic(run_dir / "eval.json", json.dumps(result, indent=1) + "\n")
+        save_evaluation(run, result)
     return result
+
+
+def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
+    """Write `evaluate`'s result as RUN/eval.json (atomically), which the report reads."""
+    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    return write_text(run_dir / "eval.json", json.dumps(result, indent=1) + "\n")
 
 
 def _frechet_classifier(cfg: RunConfig, data_dir, cache_dir, epochs: int, train_limit: int | None, device: str,
@@ -176,9 +190,14 @@ def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, data
         raise VaelabError("give exactly one of --input DIR and --dataset NAME")
     if score not in _anomaly.SCORES:
         raise VaelabError(f"unknown score {score!r} (known: {', '.join(_anomaly.SCORES)})")
-    for name, value in (("k", k), ("limit", limit), ("chunk", chunk), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise VaelabError(f"{name} must be a whole number >= 1, got {value!r}")
+    for name, value in (("k", k), ("limit", limit), ("chunk", chunk)):
+        if value is not None:
+            checks.whole(name, value, low=1)
+    if batch_size is not None:
+        checks.whole("batch_size", batch_size, low=1, high=checks.MAX_BATCH_SIZE)
+    checks.seed("seed", seed)
+    if output is not None:
+        check_can_write(output)  # before the scoring, not after it
     model = load_model(run, device=device)
     cfg: RunConfig = model.config
     c, h, w = model.image_shape
@@ -196,6 +215,9 @@ def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, data
     if limit is not None:
         images, files = images[:limit], files[:limit] if files else None
         labels = labels[:limit] if labels is not None else None
+    if score == "iwae":
+        checks.iwae_memory(k, chunk or default_chunk(model.device), batch_size or cfg.train.eval_batch_size,
+                           len(images), model.image_shape)
     if cfg.data.binarize == "static":
         images = binarize_static(images)
 
@@ -235,10 +257,10 @@ def report(run: str | Path, *, refresh: bool = False, evaluate_missing: bool = T
     from .report import write_report
 
     path = Path(run)
-    load_checkpoint(path)  # a clear error for a folder that is not a run, before any work
-    if refresh or not (path / "plots").is_dir():
+    load_checkpoint(path, with_optimizer=False)  # a clear error for a folder that is not a run, before any work
+    if refresh or not any((path / "plots").glob("*.png")):  # an empty plots/ left by a failure is no plot
         plot(path, device=device, data_dir=data_dir, log=log)
     if evaluate_missing and (refresh or not (path / "eval.json").exists()):
         log("evaluating (writes eval.json) ...")
         evaluate(path, device=device, data_dir=data_dir, log=log)
-    return write_report(path)
+    return write_report(path, log=log)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import checks
 from .errors import VaelabError
 
 
@@ -99,29 +100,36 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConf
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks that a type alone cannot express."""
-    checks = [
-        (cfg.model.latent_dim >= 1, "model.latent_dim must be at least 1"),
-        (cfg.model.sigma > 0, "model.sigma must be positive"),
-        (cfg.objective.beta >= 0, "objective.beta must be >= 0"),
-        (cfg.train.lr > 0, "train.lr must be positive"),
-        (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
-        (cfg.train.eval_batch_size >= 1, "train.eval_batch_size must be at least 1"),
-        (cfg.train.epochs >= 0, "train.epochs must be >= 0"),
-        (cfg.train.sample_grid >= 0, "train.sample_grid must be >= 0"),
-        (cfg.train.checkpoint_every is None or cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be >= 1"),
-        (cfg.train.grad_clip is None or cfg.train.grad_clip > 0, "train.grad_clip must be positive"),
-        (cfg.train.skip_grad_norm is None or cfg.train.skip_grad_norm > 0, "train.skip_grad_norm must be positive"),
-        (cfg.train.max_skips >= 1, "train.max_skips must be at least 1"),
-        (cfg.data.val_size >= 0, "data.val_size must be >= 0"),
-        (cfg.data.limit is None or cfg.data.limit >= 1, "data.limit must be at least 1"),
-        (cfg.data.classes is None or (len(cfg.data.classes) >= 1 and min(cfg.data.classes) >= 0),
-         "data.classes must be a non-empty list of label values >= 0"),
-        (cfg.data.image_size is None or cfg.data.image_size >= 4, "data.image_size must be at least 4"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise VaelabError(message)
+    """Range checks that a type alone cannot express, by the rules of `vaelab.checks` that the CLI and API share.
+
+    A checkpoint's config is checked too when it is loaded, so a damaged or
+    hand-edited one (latent_dim 10**12) is refused before anything is built.
+    """
+    d, m, o, t = cfg.data, cfg.model, cfg.objective, cfg.train
+    checks.whole("model.latent_dim", m.latent_dim, low=1, high=checks.MAX_LATENT_DIM)
+    checks.real("model.sigma", m.sigma, low=0, low_open=True)
+    checks.real("objective.beta", o.beta, low=0)
+    checks.real("train.lr", t.lr, low=0, low_open=True)
+    checks.whole("train.batch_size", t.batch_size, low=1, high=checks.MAX_BATCH_SIZE)
+    checks.whole("train.eval_batch_size", t.eval_batch_size, low=1, high=checks.MAX_BATCH_SIZE)
+    checks.whole("train.epochs", t.epochs, low=1)  # a run of 0 epochs would write no checkpoint to load
+    checks.seed("train.seed", t.seed)
+    checks.whole("train.sample_grid", t.sample_grid, low=0, high=checks.MAX_SAMPLE_GRID)
+    checks.whole("train.max_skips", t.max_skips, low=1)
+    if t.checkpoint_every is not None:
+        checks.whole("train.checkpoint_every", t.checkpoint_every, low=1)
+    if t.grad_clip is not None:
+        checks.real("train.grad_clip", t.grad_clip, low=0, low_open=True)
+    if t.skip_grad_norm is not None:
+        checks.real("train.skip_grad_norm", t.skip_grad_norm, low=0, low_open=True)
+    checks.whole("data.val_size", d.val_size, low=0)
+    checks.seed("data.split_seed", d.split_seed)
+    if d.limit is not None:
+        checks.whole("data.limit", d.limit, low=1)
+    if d.image_size is not None:
+        checks.whole("data.image_size", d.image_size, low=4, high=checks.MAX_IMAGE_SIZE)
+    if d.classes is not None and (len(d.classes) == 0 or min(d.classes) < 0):
+        raise VaelabError("data.classes must be a non-empty list of label values >= 0")
 
 
 # --------------------------------------------------------------------------- conversion
@@ -146,7 +154,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         return _check_type(value, inner, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return checks.real(where, value)  # widened; an int too large for a float is refused, not an OverflowError
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
         raise VaelabError(f"{where} must be of type {hint.__name__}, not {type(value).__name__} ({value!r})")
     return value
@@ -228,6 +236,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise VaelabError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise VaelabError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise VaelabError(f"{path} is not valid TOML: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise VaelabError(f"{path} is not valid TOML: not UTF-8 text") from None
 
 
 # --------------------------------------------------------------------------- flat overrides

@@ -18,7 +18,7 @@ from vaelab.cli import main
     (["train", "--batch-size", "0"], "must be >= 1"),
     (["train", "--lr", "fast"], "expected a number"),
     (["train", "--binarize", "maybe"], "invalid choice"),
-    (["train", "--optimizer", "sgd", "--epochs", "0", "--dataset", "shapes"], "unknown optimizer 'sgd'"),
+    (["train", "--optimizer", "sgd", "--epochs", "1", "--dataset", "shapes"], "unknown optimizer 'sgd'"),
     (["train", "--dataset", "nosuchset"], "nosuchset"),
     (["train", "--config", "/nonexistent/x.toml"], "config file not found"),
     (["evaluate", "/nonexistent/run"], "no such run"),

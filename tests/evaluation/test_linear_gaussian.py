@@ -33,7 +33,8 @@ def linear_gaussian():
     encoder[1].weight.data = torch.cat([0.8 * a, torch.zeros(D, X)])
     encoder[1].bias.data = torch.cat([-0.8 * a @ b, log_var.expand(D)])
     model = VAE(encoder=encoder, decoder=decoder, posterior=DiagonalGaussianPosterior(D), prior=StandardNormal(D),
-                likelihood=Gaussian(SIGMA, link="identity"), objective=ELBO(ObjectiveConfig()), image_shape=(1, 1, X))
+                likelihood=Gaussian(SIGMA, link="identity"), objective=ELBO(ObjectiveConfig()), image_shape=(1, 1, X),
+                check_pixels=False)  # real numbers, not pixels in [0, 1]
     exact = torch.distributions.MultivariateNormal(b, w @ w.T + SIGMA**2 * torch.eye(X))
     return model.eval(), exact
 

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from fsfaults import fail_writes
 from vaelab.config import apply_overrides
 from vaelab.errors import VaelabError
 from vaelab.models import build_model
@@ -78,13 +79,8 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     save_checkpoint(path, config=cfg, image_shape=(1, 28, 28), model=model, optimizer=opt, progress=Progress(epoch=1, step=1))
     before = path.read_bytes()
 
-    import vaelab.training.checkpoint as ck
-
-    def boom(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(ck, "save_file", boom)
-    with pytest.raises(OSError):
+    fail_writes(monkeypatch)  # the disk fills up half way through the write
+    with pytest.raises(VaelabError, match="no space left on device"):
         save_checkpoint(path, config=cfg, image_shape=(1, 28, 28), model=model, optimizer=opt, progress=Progress(epoch=2, step=2))
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["checkpoint.safetensors"]

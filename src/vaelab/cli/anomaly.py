@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
 from ..api import anomaly_scores
-from .args import add_data_dir, non_negative_int, positive_int
+from ..files import display_name, is_stream
+from .args import add_data_dir, positive_int, seed
 from .train import class_list
 
 
@@ -26,8 +28,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--limit", type=positive_int, help="score the first N images only")
     p.add_argument("--normal-classes", type=class_list, metavar="0,1,...",
                    help="labels of the normal images: report the AUROC of separating the others from them")
-    p.add_argument("-o", "--output", metavar="FILE.csv", help="write index[,file][,label],score per image")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("-o", "--output", metavar="FILE.csv",
+                   help="write index[,file][,label],score per image (-: to stdout, the summary to stderr)")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--chunk", type=positive_int, metavar="N",
                    help="at most N (image, sample) pairs decoded at once (default 256 on CPU, 4096 on CUDA)")
@@ -41,21 +44,21 @@ def run(args: argparse.Namespace) -> int:
                        k=args.k, limit=args.limit, normal_classes=args.normal_classes, output=args.output,
                        seed=args.seed, batch_size=args.batch_size, chunk=args.chunk, data_dir=args.data_dir,
                        device=args.device)
+    out = sys.stderr if args.output and is_stream(args.output) else sys.stdout  # a CSV on stdout: only the CSV
     what = "-ELBO" if r.score == "elbo" else f"-IWAE bound (k={r.k})"
     s = r.scores
     print(f"{len(s)} images scored by {what} in nats: mean {s.mean():.2f}, median {s.median():.2f}, "
-          f"min {s.min():.2f}, max {s.max():.2f}")
+          f"min {s.min():.2f}, max {s.max():.2f}", file=out)
     if r.auroc is not None:
         normal = ",".join(map(str, r.normal_classes))
         anomalous = int((~torch.isin(r.labels, torch.tensor(r.normal_classes))).sum())
         print(f"AUROC {r.auroc:.4f}  ({anomalous} anomalous vs {len(s) - anomalous} normal images; "
-              f"normal classes {normal})")
-    if r.output is not None:
-        print(f"scores: {r.output}")
-    else:
+              f"normal classes {normal})", file=out)
+    if r.output is None:
         top = s.argsort(descending=True)[:5].tolist()
-        names = [r.files[i] if r.files else f"#{i}" for i in top]
+        names = [display_name(r.files[i]) if r.files else f"#{i}" for i in top]
         print("most anomalous: " + ", ".join(f"{n} ({s[i]:.1f})" for n, i in zip(names, top))
-              + "  (-o FILE.csv writes every score)")
+              + "  (-o FILE.csv writes every score)", file=out)
+    elif out is sys.stdout:
+        print(f"scores: {display_name(str(r.output))}", file=out)
     return 0
-

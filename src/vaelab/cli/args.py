@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import math
-from typing import Callable
+import functools
+from collections.abc import Callable
+
+from .. import checks
+from ..errors import VaelabError
 
 
-def _number(cast: Callable[[str], float], minimum: float, inclusive: bool) -> Callable[[str], float]:
+def _parser(cast: Callable[[str], object], check: Callable[[object], object]) -> Callable[[str], object]:
+    """An argparse type: `cast` the text, then apply the range rule of `vaelab.checks` that configs and the API use."""
     kind = "whole number" if cast is int else "number"
-    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
 
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a {kind}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
+        try:
+            return check(value)
+        except VaelabError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
     parse.__name__ = kind  # argparse names the type in its messages
     return parse
 
 
-positive_int = _number(int, 1, inclusive=True)
-non_negative_int = _number(int, 0, inclusive=True)
-positive_float = _number(float, 0, inclusive=False)
-non_negative_float = _number(float, 0, inclusive=True)
+positive_int = _parser(int, functools.partial(checks.whole, None, low=1))
+non_negative_int = _parser(int, functools.partial(checks.whole, None, low=0))
+positive_float = _parser(float, functools.partial(checks.real, None, low=0, low_open=True))
+non_negative_float = _parser(float, functools.partial(checks.real, None, low=0))
+seed = _parser(int, functools.partial(checks.seed, None))
+latent_range = _parser(float, functools.partial(checks.latent_range, None))
+temperature = _parser(float, functools.partial(checks.temperature, None))
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

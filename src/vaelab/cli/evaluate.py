@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from ..api import evaluate
-from .args import add_data_dir, non_negative_int, positive_int
+from ..api import evaluate, save_evaluation
+from .args import add_data_dir, non_negative_int, positive_int, seed
 
 
 def add_parsers(sub) -> None:
@@ -21,7 +21,7 @@ def add_parsers(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--limit", type=positive_int, help="evaluate on the first N images of the split")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--batch-size", type=positive_int, help="images encoded at once (default: the run's eval batch)")
     p.add_argument("--iwae-k", type=non_negative_int, default=100, metavar="K",
                    help="importance samples per image for the IWAE NLL (default 100; 0 skips it; cost is linear in K)")
@@ -40,9 +40,10 @@ def add_parsers(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     result = evaluate(args.run, split=args.split, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
                       data_dir=args.data_dir, device=args.device, iwae_k=args.iwae_k, chunk=args.chunk,
-                      frechet=not args.no_frechet, frechet_n=args.frechet_n,
+                      frechet=not args.no_frechet, frechet_n=args.frechet_n, write=False,
                       log=lambda line: print(line, file=sys.stderr))
-    print(json.dumps(result) if args.json else format_text(result))
+    print(json.dumps(result) if args.json else format_text(result), flush=True)  # the numbers first: a failed
+    save_evaluation(args.run, result)                                              # save loses nothing computed
     return 0
 
 

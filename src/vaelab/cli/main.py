@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
 
 from .. import __version__
 from ..errors import TrainingStopped, VaelabError
+from ..files import describe_os_error
 from . import anomaly, evaluate, info, plot, report, train, use
 
 COMMANDS = [train, use, evaluate, plot, report, anomaly, info]  # each adds its subparsers and sets `func`
@@ -40,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except VaelabError as e:
         print(f"vaelab: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `vaelab ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # the operating system's errors are the user's: a full disk, a read-only folder, ...
+        print(f"vaelab: error: {args.command}: {describe_os_error(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"vaelab: error: {args.command}: out of memory; ask for less at once (a smaller -n, --batch-size or "
+              f"--chunk)", file=sys.stderr)
         return 2
     except torch.OutOfMemoryError:
         print("vaelab: error: out of GPU memory; lower --batch-size (or --chunk for evaluate and anomaly)",

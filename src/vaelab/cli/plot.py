@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..files import display_name
 from ..viz.plots import DEFAULT_LIMIT, PICTURES, plot_run  # matplotlib itself loads only when drawing
-from .args import add_data_dir, non_negative_int, positive_float, positive_int
+from .args import add_data_dir, latent_range, positive_int, seed
 
 
 def add_parsers(sub) -> None:
@@ -16,8 +17,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--only", metavar="NAME[,NAME]", help=f"draw only these ({', '.join(PICTURES.names())})")
     p.add_argument("-n", "--limit", type=positive_int, default=DEFAULT_LIMIT,
                    help=f"test images used (a random N, fixed by --seed; default {DEFAULT_LIMIT})")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of every random draw (default 0)")
-    p.add_argument("--range", type=positive_float, metavar="R", dest="latent_range",
+    p.add_argument("--seed", type=seed, default=0, help="seed of every random draw (default 0)")
+    p.add_argument("--range", type=latent_range, metavar="R", dest="latent_range",
                    help="manifold on a linear grid over [-R, R] (default: Gaussian quantiles 5%%..95%%)")
     p.add_argument("--dims", metavar="I,J",
                    help="the two latent dims of the manifold and scatter (default: 0,1, or the two with the "
@@ -33,5 +34,5 @@ def plot(args: argparse.Namespace) -> int:
                      dims=args.dims, device=args.device, data_dir=args.data_dir, out=args.out,
                      log=lambda line: print(f"vaelab: {line}", file=sys.stderr))  # stdout: only the files written
     for path in paths:
-        print(path)
+        print(display_name(str(path)))
     return 0

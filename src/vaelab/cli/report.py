@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..api import report
 from .args import add_data_dir
@@ -22,6 +23,6 @@ def add_parsers(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = report(args.run, refresh=args.refresh, evaluate_missing=not args.no_eval, device=args.device,
-                  data_dir=args.data_dir)
+                  data_dir=args.data_dir, log=lambda line: print(f"vaelab: {line}", file=sys.stderr))
     print(path)
     return 0

@@ -9,7 +9,7 @@ from ..config import nest_overrides
 from ..errors import VaelabError
 from ..training.distributed import from_env
 from ..training.trainer import resume_run, start_run
-from .args import add_data_dir, non_negative_float, non_negative_int, positive_float, positive_int
+from .args import add_data_dir, non_negative_float, non_negative_int, positive_float, positive_int, seed
 
 
 def add_parsers(sub) -> None:
@@ -40,8 +40,8 @@ def add_parsers(sub) -> None:
     g.add_argument("--optimizer", help="adam or rmsprop")
     g.add_argument("--lr", type=positive_float, help="learning rate")
     g.add_argument("--batch-size", type=positive_int)
-    g.add_argument("--epochs", type=non_negative_int)
-    g.add_argument("--seed", type=non_negative_int)
+    g.add_argument("--epochs", type=positive_int)
+    g.add_argument("--seed", type=seed)
     g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None,
                    help="drop the partial last batch of each epoch")
     g.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")

@@ -8,18 +8,19 @@ from pathlib import Path
 import torch
 
 from ..api import load
+from ..files import display_name, is_stream
 from ..training.data import load_split
 from ..viz.grid import save_grid
-from .args import add_data_dir, non_negative_int, positive_float, positive_int
+from .args import add_data_dir, positive_int, seed, temperature
 
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("sample", help="draw new images from a trained run as a tiled grid")
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("-n", type=positive_int, default=64, help="number of images (default 64)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--temperature", type=positive_float, default=1.0, help="scale of the prior noise (default 1)")
-    p.add_argument("-o", "--output", default="samples.png", metavar="FILE.png")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--temperature", type=temperature, default=1.0, help="scale of the prior noise (default 1)")
+    p.add_argument("-o", "--output", default="samples.png", metavar="FILE.png", help="- writes the PNG to stdout")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=sample)
 
@@ -27,8 +28,9 @@ def add_parsers(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("-n", type=positive_int, default=16, help="number of test images (default 16)")
     p.add_argument("--split", choices=["train", "test"], default="test")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="picks the images (a seeded random subset)")
-    p.add_argument("-o", "--output", default="reconstructions.png", metavar="FILE.png")
+    p.add_argument("--seed", type=seed, default=0, help="picks the images (a seeded random subset)")
+    p.add_argument("-o", "--output", default="reconstructions.png", metavar="FILE.png",
+                   help="- writes the PNG to stdout")
     p.add_argument("--device", default="cpu")
     add_data_dir(p)
     p.set_defaults(func=reconstruct)
@@ -37,7 +39,7 @@ def add_parsers(sub) -> None:
 def sample(args: argparse.Namespace) -> int:
     model = load(args.run, device=args.device)
     images = model.sample(args.n, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed))
-    print(save_grid(images, args.output, scale=_scale(images)))
+    _written(save_grid(images, args.output, scale=_scale(images)))
     return 0
 
 
@@ -54,8 +56,14 @@ def reconstruct(args: argparse.Namespace) -> int:
     for start in range(0, len(x), ncol):
         rows += [originals[start:start + ncol], recons[start:start + ncol]]
     grid = torch.cat([_pad_row(r, ncol) for r in rows])
-    print(save_grid(grid, Path(args.output), ncol=ncol, scale=_scale(grid)))
+    _written(save_grid(grid, args.output, ncol=ncol, scale=_scale(grid)))
     return 0
+
+
+def _written(path: Path) -> None:
+    """Print the file written, unless the PNG itself went to stdout (`-o -`, `/dev/stdout`, a pipe)."""
+    if not is_stream(path):
+        print(display_name(str(path)))
 
 
 def _pad_row(row: torch.Tensor, ncol: int) -> torch.Tensor:

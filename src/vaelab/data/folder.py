@@ -8,10 +8,11 @@
   Pillow's decompression-bomb limit of MAX_IMAGE_PIXELS) is an error naming
   it; with skip_bad_files=True such files are left out and counted, and one
   warning through `logging` names them.
-- Pixels: EXIF orientation applied, transparent pixels composited onto
-  black, then center-cropped to a square (aspect ratio kept, the longer side
-  trimmed) and resized with Lanczos to image_size x image_size; RGB, or one
-  grey channel with grayscale=True.
+- Pixels: 16-bit grey PNGs scaled to 8 bits (round(v / 257)), EXIF
+  orientation applied, transparent pixels composited onto black, then
+  center-cropped to a square (aspect ratio kept, the longer side trimmed)
+  and resized with Lanczos to image_size x image_size; RGB, or one grey
+  channel with grayscale=True.
 - Labels, as torchvision's ImageFolder: when no image sits directly in PATH,
   an image's label is the index of its first-level subfolder among the sorted
   subfolder names (class_names); otherwise labels are None.
@@ -45,6 +46,7 @@ DEFAULT_SIZE = 64
 TEST_FRACTION = 0.1
 SPLIT_SEED = 1234
 FORMATS = ("PNG", "JPEG", "BMP", "WEBP")  # Pillow plugins admitted, whatever the suffix says (never EPS, ...)
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # "I": how older Pillows open 16-bit grey PNGs
 
 
 def find_images(root: Path) -> list[PurePosixPath]:
@@ -145,6 +147,25 @@ def _shown(path: PurePath) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def _eight_bits(img: Image.Image) -> Image.Image:
+    """A 16-bit grey image (a 16-bit PNG) as 8-bit grey, each value v as round(v / 257); others unchanged.
+
+    Pillow's own conversion clips such values at 255 (mid-grey 32768 would
+    turn white). A transparent grey value (tRNS) becomes an alpha channel
+    first, as the exact 16-bit value. Pillow already hands 16-bit colour PNGs
+    over as 8 bits (each value's high byte, within one level of v / 257).
+    """
+    if img.mode not in SIXTEEN_BIT_MODES:
+        return img
+    values = np.asarray(img).astype(np.int64)  # (H, W)
+    grey = ((values.clip(0, 65535) + 128) // 257).astype(np.uint8)  # 257 = 65535 / 255; never a tie
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):
+        alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([grey, alpha], axis=-1))  # LA
+    return Image.fromarray(grey)  # L
+
+
 def _read(path: Path, size: int, mode: str) -> np.ndarray:
     """One image as (size, size) or (size, size, 3) uint8; _Unreadable if it cannot be."""
     if not path.is_file():  # a FIFO would block, a dangling link has nothing to read
@@ -155,7 +176,7 @@ def _read(path: Path, size: int, mode: str) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as img:
                 img.load()  # decode everything now: a truncated body fails here, not later
-                img = ImageOps.exif_transpose(img)
+                img = _eight_bits(ImageOps.exif_transpose(img))
                 if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                     rgba = img.convert("RGBA")
                     img = Image.new("RGBA", rgba.size, (0, 0, 0, 255))

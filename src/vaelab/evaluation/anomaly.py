@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from ..data import folder
 from ..errors import VaelabError
+from ..files import write_text
 from ..models.vae import VAE
 from .scores import elbo_per_image, iwae_per_image
 
@@ -92,27 +92,28 @@ class AnomalyResult:
     output: Path | None = None        # the CSV written, if any
 
     def csv_text(self) -> str:
-        """index[,file][,label],score: one row per image."""
+        """index[,file][,label],score: one row per image; a file name holding a newline or comma is quoted
+        (csv), and bytes that are not UTF-8 appear escaped (\\xff), so the text always encodes as UTF-8."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["index"] + (["file"] if self.files else []) + (["label"] if self.labels is not None else [])
                         + ["score"])
         for i, value in enumerate(self.scores.tolist()):
-            writer.writerow([i] + ([self.files[i]] if self.files else [])
+            writer.writerow([i] + ([_utf8_name(self.files[i])] if self.files else [])
                             + ([int(self.labels[i])] if self.labels is not None else []) + [f"{value:.4f}"])
         return buf.getvalue()
 
 
 def write_csv(result: AnomalyResult, path: str | os.PathLike) -> Path:
-    """Write the scores as CSV atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write the scores as CSV (UTF-8) through `vaelab.files.write_text`: atomically to a file, or to
+    standard output for `-`; returns the path written."""
+    return write_text(path, result.csv_text())
+
+
+def _utf8_name(name: str) -> str:
+    """A file name as found on disk, its bytes that are not UTF-8 written as \\xNN (as `files.display_name`)."""
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(result.csv_text())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate that no name read from the disk holds
+        raw = name.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")

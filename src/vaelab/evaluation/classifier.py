@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,11 +28,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from ..data.imageset import ImageSet
 from ..data.root import _user_cache_dir
+from ..errors import VaelabError
+from ..files import check_readable_file, check_writable_folder, write_bytes
 from ..models.vae import as_float_images
 
 CLASSIFIER_VERSION = 1
@@ -130,6 +131,10 @@ def load_or_train(dataset: str, train: ImageSet, test: ImageSet, *, cache_dir: s
         except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
             if log:
                 log(f"cached classifier {path} is unreadable ({e}); training it again")
+    try:  # before minutes of training, not after
+        check_writable_folder(path.parent, "the Fréchet classifier")
+    except VaelabError as e:
+        raise VaelabError(f"{e} (set VAELAB_CACHE_DIR to a writable folder, or skip it with --no-frechet)") from None
     if log:
         log(f"training the Fréchet classifier for {dataset} ({len(train)} images, {epochs} epochs) -> {path}")
     net = _train(train, in_channels, num_classes, epochs=epochs, seed=seed, batch_size=batch_size, device=device)
@@ -172,21 +177,14 @@ def _accuracy(net: FeatureNet, test: ImageSet, batch_size: int = 1000) -> float:
 
 
 def _write(path: Path, net: FeatureNet, accuracy: float, dataset: str, in_channels: int, num_classes: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
     metadata = {"format": FORMAT, "version": str(CLASSIFIER_VERSION), "dataset": dataset,
                 "in_channels": str(in_channels), "num_classes": str(num_classes), "accuracy": repr(accuracy)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, save(tensors, metadata=metadata))
 
 
 def _read(path: Path, in_channels: int, num_classes: int, device) -> Classifier:
+    check_readable_file(path, "cached Fréchet classifier")  # a FIFO would block the reader forever
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         state = {k: f.get_tensor(k) for k in f.keys()}

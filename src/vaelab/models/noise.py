@@ -40,6 +40,12 @@ class StepNoise:
 _current: contextvars.ContextVar[StepNoise | None] = contextvars.ContextVar("vaelab_step_noise", default=None)
 
 
+def in_training_step() -> bool:
+    """Whether the code runs inside vaelab's own training step (`step_noise`), whose batches are images
+    converted from uint8, in [0, 1] by construction."""
+    return _current.get() is not None
+
+
 def standard_normal(shape: tuple[int, ...], *, batch_dim: int, dtype: torch.dtype,
                     device: torch.device) -> torch.Tensor:
     """N(0, 1) noise of `shape`, whose dim `batch_dim` runs over the batch's images."""

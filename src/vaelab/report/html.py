@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
-import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import VaelabError
+from ..files import write_text
 from ..training.checkpoint import CHECKPOINT_NAME
 from ..training.rundir import RunDir
+from ..training.runfiles import describe_dropped, read_config_text, read_eval
 
 # (file in RUN/plots, title, caption) in the order the page shows them.
 PICTURES = [
@@ -50,14 +50,24 @@ img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
 """
 
 
-def write_report(run: str | Path) -> Path:
-    """Write RUN/report.html from the run's files; returns its path."""
+def write_report(run: str | Path, log: Callable[[str], None] = print) -> Path:
+    """Write RUN/report.html from the run's files; returns its path.
+
+    Damaged run files do not stop the report: their good part is shown and
+    `log` says what was left out (a metrics line, an eval.json that cannot be
+    read, a config.toml that is not the run's).
+    """
     rd = RunDir(Path(run))
     if not (rd.path / CHECKPOINT_NAME).exists():
         raise VaelabError(f"{rd.path} is not a vaelab run: it has no {CHECKPOINT_NAME}")
-    config_text = rd.config_path.read_text() if rd.config_path.exists() else ""
-    metrics = rd.read_metrics()
-    evaluation = _read_json(rd.path / "eval.json")
+    config_text, config_problem = read_config_text(rd.config_path) if rd.config_path.exists() else ("", None)
+    metrics, problems = rd.read_metrics_checked()
+    evaluation, eval_problem = read_eval(rd.path / "eval.json")
+    if problems:
+        log(f"report: {describe_dropped(rd.metrics_path, problems)}")
+    for problem in (config_problem, eval_problem):
+        if problem:
+            log(f"report: {problem}")
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>vaelab report: {html.escape(rd.path.name)}</title><style>{STYLE}</style></head><body>",
@@ -70,20 +80,7 @@ def write_report(run: str | Path) -> Path:
         "<h2>Configuration</h2>", f"<pre>{html.escape(config_text)}</pre>",
         "</body></html>",
     ]
-    out = rd.path / "report.html"
-    tmp = out.with_name(".report.html.tmp")
-    tmp.write_text("\n".join(p for p in parts if p), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise VaelabError(f"{path} is not valid JSON; delete it or run `vaelab evaluate` again") from None
+    return write_text(rd.path / "report.html", "\n".join(p for p in parts if p))
 
 
 def _summary(metrics: list[dict], evaluation: dict | None) -> str:

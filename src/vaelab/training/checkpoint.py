@@ -9,25 +9,29 @@ Metadata (strings): format, version, config (JSON), image_shape,
           optimiser's non-tensor state (JSON).
 
 Saving writes a temporary file in the same directory and renames it over the
-old one, so a crash mid-write leaves the previous checkpoint intact.
+old one (`vaelab.files.write_bytes`), so a crash mid-write leaves the
+previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass, field
+import math
+import reprlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .. import __version__
 from ..config import RunConfig, from_dict, to_dict
 from ..errors import VaelabError
+from ..files import check_readable_file, write_bytes
+from .runfiles import is_count, kind_of, parse_json
 
 FORMAT = "vaelab-checkpoint"
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -98,20 +102,7 @@ def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: 
         "progress": json.dumps({k: v for k, v in asdict(progress).items() if k != "sums"}),
         "optimizer": json.dumps(opt_meta),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is an ordinary file
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, save(tensors, metadata=metadata), durable=True)
 
 
 def find_checkpoint(run: str | Path) -> Path:
@@ -122,47 +113,168 @@ def find_checkpoint(run: str | Path) -> Path:
         if run.is_dir():
             raise VaelabError(f"{run} is not a vaelab run: it has no {CHECKPOINT_NAME}")
         raise VaelabError(f"no such run or checkpoint: {run}")
+    check_readable_file(path, "checkpoint")  # a FIFO or a device would block the reader forever
     return path
 
 
-def load_checkpoint(run: str | Path) -> Checkpoint:
-    """Read a checkpoint safely (no unpickling); errors are one line."""
+def load_checkpoint(run: str | Path, *, with_optimizer: bool = True) -> Checkpoint:
+    """Read a checkpoint safely (no unpickling), its metadata checked once here; errors are one line.
+
+    `with_optimizer=False` (enough to use the model) neither reads nor checks
+    the optimiser's state: `optimizer_state` is then None.
+    """
     path = find_checkpoint(run)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys() if with_optimizer or not k.startswith("optimizer.")}
     except (SafetensorError, OSError, ValueError) as e:
-        raise VaelabError(f"{path} is not a vaelab checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise VaelabError(f"{path} is not a vaelab checkpoint ({_why(e)})") from None
     if metadata.get("format") != FORMAT:
         raise VaelabError(f"{path} is not a vaelab checkpoint (safetensors file without vaelab metadata)")
-    try:
-        config = from_dict(json.loads(metadata["config"]))
-        image_shape = tuple(int(v) for v in json.loads(metadata["image_shape"]))
-        opt_meta = json.loads(metadata["optimizer"])
-        progress = (Progress(**json.loads(metadata["progress"])) if "progress" in metadata  # vaelab < 0.1.0 final
-                    else Progress(epoch=int(metadata["epoch"]), step=int(metadata["step"])))
-    except (KeyError, ValueError, TypeError) as e:
-        raise VaelabError(f"{path} has damaged metadata ({e})") from None
-    if "progress.sums" in tensors:
-        progress.sums = tensors["progress.sums"]
 
+    def checked(what: str, parse: Callable[[], Any]) -> Any:
+        try:
+            return parse()
+        except (VaelabError, KeyError, ValueError, TypeError, OverflowError, RecursionError) as e:
+            raise VaelabError(f"{path} has damaged metadata: {what}: {_why(e)}") from None
+
+    config = checked("config", lambda: _config(_json(metadata, "config")))
+    image_shape = checked("image_shape", lambda: _image_shape(_json(metadata, "image_shape")))
+    progress = checked("progress", lambda: _progress(metadata, tensors.get("progress.sums")))
+    rng_state = checked("rng", lambda: _rng_state(tensors))
+    optimizer_state = checked("optimizer", lambda: _optimizer_state(metadata, tensors)) if with_optimizer else None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    rng_state = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
-    optimizer_state = None
-    if opt_meta is not None:
-        state: dict[int, dict[str, Any]] = {}
-        for idx in opt_meta["indices"]:
-            per_param = dict(opt_meta["scalars"].get(idx, {}))
-            prefix = f"optimizer.{idx}."
-            per_param.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-            state[int(idx)] = per_param
-        # JSON turned tuples such as Adam's betas into lists; give them back as PyTorch wrote them.
-        groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
-                  for g in opt_meta["param_groups"]]
-        optimizer_state = {"state": state, "param_groups": groups}
-    return Checkpoint(config, image_shape, model_state, optimizer_state, rng_state, metadata.get("version", "?"),
+    return Checkpoint(config, image_shape, model_state, optimizer_state, rng_state, str(metadata.get("version", "?")),
                       progress)
+
+
+# --------------------------------------------------------------------------- the metadata's schema
+# Each raises ValueError (or what `from_dict` raises) saying what is wrong; `load_checkpoint` names the file.
+
+MAX_SIDE = 4096  # pixels: an image side beyond this is damage, not data
+
+
+def _json(metadata: dict[str, str], key: str) -> Any:
+    if key not in metadata:
+        raise ValueError("missing")
+    return parse_json(metadata[key])
+
+
+def _config(values: Any) -> RunConfig:
+    if not isinstance(values, dict):
+        raise TypeError(f"{kind_of(values)}, not an object")
+    return from_dict(values)
+
+
+def _image_shape(values: Any) -> tuple[int, int, int]:
+    if not (isinstance(values, list) and len(values) == 3 and all(is_count(v, 1) for v in values)):
+        raise ValueError(f"{reprlib.repr(values)} is not [channels, height, width] in whole numbers >= 1")
+    c, h, w = values
+    if c > 4 or h > MAX_SIDE or w > MAX_SIDE:
+        raise ValueError(f"{values} is out of range (1 to 4 channels, sides up to {MAX_SIDE})")
+    return c, h, w
+
+
+def _progress(metadata: dict[str, str], sums: torch.Tensor | None) -> Progress:
+    if "progress" in metadata:
+        values = _json(metadata, "progress")
+        if not isinstance(values, dict):
+            raise TypeError(f"{kind_of(values)}, not an object")
+    else:  # vaelab < 0.1.0 final: epoch and step as entries of their own
+        values = {key: _json(metadata, key) for key in ("epoch", "step")}
+    names = {f.name for f in fields(Progress)} - {"sums"}
+    if values.keys() - names:
+        raise ValueError(f"unknown key {min(values.keys() - names)!r}")
+    for key, value in values.items():
+        if key == "seconds":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"seconds is {reprlib.repr(value)}, not a number >= 0")
+            values[key] = float(value)
+        elif not is_count(value):
+            raise ValueError(f"{key} is {reprlib.repr(value)}, not a whole number >= 0")
+    progress = Progress(**values)
+    if sums is not None:
+        if sums.numel() != 4 or not sums.is_floating_point():
+            raise ValueError(f"progress.sums holds {sums.numel()} {sums.dtype} values, not 4 floats")
+        progress.sums = sums.reshape(4).double()
+    return progress
+
+
+def _rng_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    rng = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
+    for name, state in rng.items():
+        if name != "torch" and not (name.startswith("cuda.") and name[5:].isascii() and name[5:].isdigit()):
+            raise ValueError(f"unknown generator {name!r}")
+        size = torch.get_rng_state().shape if name == "torch" else state.shape
+        if state.dtype != torch.uint8 or state.dim() != 1 or state.shape != size:
+            raise ValueError(f"rng.{name} is not a generator state ({state.dtype}, shape {tuple(state.shape)})")
+    return rng
+
+
+def _optimizer_state(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    meta = _json(metadata, "optimizer")
+    if meta is None:
+        return None
+    groups, scalars, indices = (meta.get(k) if isinstance(meta, dict) else None
+                                for k in ("param_groups", "scalars", "indices"))
+    if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                             and all(is_count(i) for i in g["params"]) for g in groups)):
+        raise ValueError("param_groups is not a list of groups, each with a list of parameter numbers")
+    if not (isinstance(indices, list) and all(isinstance(i, str) and i.isascii() and i.isdigit() for i in indices)):
+        raise ValueError("indices is not a list of parameter numbers")
+    if not (isinstance(scalars, dict) and all(isinstance(v, dict) for v in scalars.values())):
+        raise ValueError("scalars is not an object of objects")
+    state: dict[int, dict[str, Any]] = {}
+    for idx in indices:
+        per_param = dict(scalars.get(idx, {}))
+        prefix = f"optimizer.{idx}."
+        per_param.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        state[int(idx)] = per_param
+    entries = {idx: sorted(per_param) for idx, per_param in state.items()}
+    for idx, names in entries.items():  # one optimiser keeps the same entries for every parameter
+        if names != entries[min(entries)]:
+            raise ValueError(f"parameter {idx} has state {reprlib.repr(names)}, parameter {min(entries)} has "
+                             f"{reprlib.repr(entries[min(entries)])}")
+    # JSON turned tuples such as Adam's betas into lists; give them back as PyTorch wrote them.
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()} for g in groups]
+    return {"state": state, "param_groups": groups}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any], where: str) -> None:
+    """`optimizer.load_state_dict(state)`, with a one-line error when the state does not fit this optimiser:
+    other parameter groups, settings of another kind, per-parameter tensors of another shape."""
+    try:
+        for mine, saved in zip(optimizer.param_groups, state["param_groups"]):  # their number: load_state_dict
+            wrong = [k for k in mine.keys() & saved.keys() if k != "params" and not _same_kind(mine[k], saved[k])]
+            if wrong:
+                raise ValueError(f"{wrong[0]} is {reprlib.repr(saved[wrong[0]])}")
+        optimizer.load_state_dict(state)
+        for param, per_param in optimizer.state.items():
+            for key, value in per_param.items():
+                if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                    raise ValueError(f"{key} has shape {tuple(value.shape)} for a parameter of {tuple(param.shape)}")
+    except (ValueError, KeyError, TypeError, OverflowError, RuntimeError) as e:
+        raise VaelabError(f"{where}: the checkpoint's optimizer state does not fit this model ({_why(e)})") from None
+
+
+def _same_kind(mine: Any, saved: Any) -> bool:
+    """Whether a saved optimiser setting can stand where this optimiser has `mine` (a number for a number...)."""
+    if isinstance(mine, (tuple, list)):
+        return isinstance(saved, (tuple, list)) and len(saved) == len(mine) and all(map(_same_kind, mine, saved))
+    if mine is None or isinstance(mine, bool):
+        return saved is None or isinstance(saved, bool)
+    if isinstance(mine, (int, float)):
+        return isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved)
+    return type(saved) is type(mine)
+
+
+def _why(e: BaseException) -> str:
+    """An exception as a short line: its first line, or its type."""
+    if isinstance(e, KeyError) and e.args:
+        return f"missing {e.args[0]!r}"
+    text = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def load_model_state(model: torch.nn.Module, ckpt: Checkpoint, where: str = "checkpoint") -> None:

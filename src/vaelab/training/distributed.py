@@ -12,6 +12,7 @@ nothing here does anything: `Dist()` is the single process.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -167,7 +168,9 @@ def session(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
         torch.cuda.set_device(device)
     joined = not dist.is_initialized()
     if joined:
-        import torch._dynamo  # noqa: F401  (before the group exists: see _leave)
+        # before the group exists (see _leave); imported by name, since `import torch._dynamo` here would make
+        # `torch` a local variable of this function and break the CUDA branch above
+        importlib.import_module("torch._dynamo")
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                                 rank=d.rank, world_size=d.world)
     try:

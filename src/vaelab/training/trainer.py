@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -11,10 +12,10 @@ from ..config import RESUMABLE_CHANGES, SECTIONS, RunConfig, apply_overrides, to
 from ..errors import VaelabError
 from ..models.vae import VAE, build_model
 from ..runtime import place, prepare_device, resolve_precision
-from .checkpoint import load_checkpoint, load_model_state, restore_rng
+from .checkpoint import find_checkpoint, load_checkpoint, load_model_state, load_optimizer_state, restore_rng
 from .data import prepare_splits
 from .device import resolve_device
-from .distributed import session
+from .distributed import from_env, session
 from .loop import EpochCallback, fit
 from .optim import build_optimizer
 from .rundir import RunDir, default_run_dir
@@ -24,14 +25,12 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
               callbacks: Iterable[EpochCallback] = (), progress: bool = True,
               log: Callable[[str], None] = print) -> Path:
     """Train a new run described by `cfg`; returns its directory. Data-parallel when started by torchrun."""
-    with session(cfg.train.device) as (dist, device):
+    with session(cfg.train.device) as (dist, device), contextlib.ExitStack() as hold:
         log = log if dist.is_main else _quiet
 
         def new_run_dir() -> RunDir:
             run = RunDir(Path(out) if out is not None else default_run_dir(cfg.preset))
-            if run.checkpoint_path.exists():
-                raise VaelabError(f"{run.path} already holds a run; continue it with --resume {run.path} or "
-                                  f"pick another --out")
+            run.check_can_start()  # before any work: a folder of the user's or a finished run is never touched
             return run
 
         run = dist.from_main(new_run_dir)
@@ -42,6 +41,9 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
         model = dist.sync_batchnorm(model, log)
         optimizer = build_optimizer(model.parameters(), cfg.train)
         if dist.is_main:  # only now: a run that cannot start leaves no directory behind
+            hold.enter_context(run.lock())  # held until the run ends: a second process here is refused
+            run.refuse_if_started()  # again, under the lock: another process may have finished a run here meanwhile
+            run.start_fresh()
             run.write_config(cfg)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
         precision = resolve_precision(cfg.train.precision, device, model)
@@ -58,7 +60,19 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
 
     `overrides` (nested, as `apply_overrides` takes) may only change settings
     that do not alter the results, such as more epochs; anything else is refused.
+    The run is locked first (a second process on it is refused), then its
+    checkpoint is read, so no other process can have moved it on meanwhile.
     """
+    with contextlib.ExitStack() as hold:
+        if from_env().is_main:
+            checkpoint = find_checkpoint(path)  # a clear error for what is not a run, before the lock marks it
+            hold.enter_context(RunDir(checkpoint.parent).lock())
+        return _resume_locked(path, overrides=overrides, data_dir=data_dir, callbacks=callbacks,
+                              progress=progress, log=log)
+
+
+def _resume_locked(path: str | Path, *, overrides: dict | None, data_dir, callbacks: Iterable[EpochCallback],
+                   progress: bool, log: Callable[[str], None]) -> Path:
     ckpt = load_checkpoint(path)
     run = RunDir(Path(path) if Path(path).is_dir() else Path(path).parent)
     cfg = apply_overrides(ckpt.config, overrides or {})
@@ -80,12 +94,14 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
         model = dist.sync_batchnorm(model, log)
         optimizer = build_optimizer(model.parameters(), cfg.train)
         if ckpt.optimizer_state is not None:
-            optimizer.load_state_dict(ckpt.optimizer_state)
+            load_optimizer_state(optimizer, ckpt.optimizer_state, where=str(run.checkpoint_path))
             _match_param_layout(optimizer)
         restore_rng(ckpt.rng_state)
         if dist.is_main:
             run.remove_stale_temp_files()
-            run.keep_metrics_through(ckpt.epoch)
+            repaired = run.keep_metrics_through(ckpt.epoch)  # the checkpoint is the truth
+            if repaired:
+                log(repaired)
             run.write_config(cfg)
         where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
         log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs} "
@@ -121,7 +137,7 @@ def config_diff(old: RunConfig, new: RunConfig) -> dict[tuple[str, str], tuple]:
 
 def load_model(run: str | Path, *, device: str = "cpu") -> VAE:
     """The trained model of a run (or checkpoint file), in eval mode, rebuilt from the checkpoint alone."""
-    ckpt = load_checkpoint(run)
+    ckpt = load_checkpoint(run, with_optimizer=False)
     model = build_model(ckpt.config.model, ckpt.config.objective, ckpt.image_shape)
     load_model_state(model, ckpt, where=str(run))
     model.config = ckpt.config

@@ -7,7 +7,7 @@ touching pyplot's global backend or state.
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..files import write_bytes
 from .grid import tile
 
 DPI = 100
@@ -31,14 +32,9 @@ def new_figure(width: float, height: float):
 
 def save_figure(fig, path: Path) -> Path:
     """Render `fig` to PNG at `path` atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15, facecolor="white")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15, facecolor="white")
+    return write_bytes(path, buffer.getvalue())
 
 
 def upscale_factor(size: int, target: int = TARGET_CELL) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..files import write_bytes
 
 
 def tile(images: torch.Tensor, *, ncol: int | None = None, border: int = 1, fill: int = 128) -> np.ndarray:
@@ -28,12 +30,14 @@ def tile(images: torch.Tensor, *, ncol: int | None = None, border: int = 1, fill
 
 def save_grid(images: torch.Tensor, path: str | Path, *, ncol: int | None = None, scale: int = 1) -> Path:
     """Write a tiled PNG (atomically), upscaled by `scale` with nearest neighbour for small images."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(tile(images, ncol=ncol))
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return write_bytes(path, png_bytes(img))
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    """The image encoded as PNG, in memory (every writer hands `vaelab.files.write_bytes` whole bytes)."""
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
+from .. import checks
 from ..errors import VaelabError
 from ..registry import Registry
 from ..training.rundir import RunDir
@@ -60,22 +62,28 @@ def plot_run(run: str | Path, *, only: Iterable[str] | str | None = None, limit:
     """
     names = parse_only(only)
     dims = parse_dims(dims) if isinstance(dims, str) else (tuple(dims) if dims is not None else None)
-    if limit < 1:
-        raise VaelabError(f"--limit must be at least 1, got {limit}")
-    if latent_range is not None and not latent_range > 0:
-        raise VaelabError(f"--range must be positive, got {latent_range}")
+    checks.whole("--limit", limit, low=1)
+    checks.seed("--seed", seed)
+    if latent_range is not None:
+        checks.latent_range("--range", latent_range)
     model = load_model(run, device=device)
     check_dims(dims, model.latent_dim)
     run_dir = RunDir(Path(run) if Path(run).is_dir() else Path(run).parent)
     ctx = PlotContext(run=run_dir, model=model, out=Path(out) if out is not None else run_dir.path / "plots",
                       limit=limit, seed=seed, data_dir=data_dir, dims=dims, latent_range=latent_range, log=log)
-    written = []
-    for name in names:
-        picture = PICTURES[name]
-        try:
-            written.append(picture.draw(ctx, ctx.out / picture.filename))
-        except Skip as reason:
-            log(f"skipped {picture.filename}: {reason}")
+    written: list[Path] = []
+    made_out = not ctx.out.exists()
+    try:
+        for name in names:
+            picture = PICTURES[name]
+            try:
+                written.append(picture.draw(ctx, ctx.out / picture.filename))
+            except Skip as reason:
+                log(f"skipped {picture.filename}: {reason}")
+    finally:  # a failure before the first picture leaves no empty folder that looks like a finished plot
+        if made_out and not written:
+            with contextlib.suppress(OSError):
+                ctx.out.rmdir()
     return written
 
 

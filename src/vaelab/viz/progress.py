@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import io
 import re
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..files import write_bytes
 from .context import PlotContext, Skip
 
 FRAME_MS, LAST_FRAME_MS = 400, 2000
@@ -34,14 +35,9 @@ def plot_progress(ctx: PlotContext, path: Path) -> Path:
     frames = [_captioned(p, f"epoch {e}" + (" (untrained)" if e == 0 else f" of {last}"))
               for e, p in grids]
     durations = [FRAME_MS] * (len(frames) - 1) + [LAST_FRAME_MS]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return write_bytes(path, buffer.getvalue())
 
 
 def _captioned(grid: Path, text: str) -> Image.Image:

@@ -1,0 +1,228 @@
+"""The files vaelab reads back from a run directory, each checked against its schema once, when it is read.
+
+metrics.jsonl  one object per finished epoch with `METRICS_FIELDS` (the loop's
+               `_epoch_record`); more keys may follow. A line that is not
+               UTF-8, not JSON, not an object, lacks a key, holds a value of
+               the wrong type, or does not come after the epoch before it is
+               left out and reported as a `Problem`: one damaged line never
+               costs the others.
+eval.json      one object, as `vaelab evaluate` writes it: `EVAL_REQUIRED`
+               keys, `EVAL_FIELDS` typed, any other key a JSON scalar or a
+               flat list of them (what the report can show).
+config.toml    the resolved config of the run, as `vaelab.config.to_toml` writes it.
+
+Readers never raise on damaged content: they return what is good and what
+is wrong, for the caller to warn about or repair. Past them, values are
+typed (numbers are floats, counts are ints) and in range. A path that is not
+a regular file (a FIFO would block a reader forever) is a one-line
+`VaelabError`, as is an error of the operating system. The value checks
+(`parse_json`, `kind_of`, `is_count`) serve the checkpoint's metadata too
+(see `checkpoint.load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import reprlib
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import from_dict
+from ..errors import VaelabError
+from ..files import check_readable_file, os_errors
+
+MAX_COUNT = 2**63 - 1  # counts past a 64-bit integer are damage, not training
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A line of a file that was left out, and why."""
+
+    line: int  # 1-based
+    why: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.why}"
+
+
+# --------------------------------------------------------------------------- value checks (the checkpoint's too)
+
+
+def parse_json(data: str | bytes) -> Any:
+    """Decode JSON (bytes: UTF-8); ValueError saying why, in a few words, when it does not."""
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError("not JSON (nested too deeply)") from None
+    except ValueError:  # JSONDecodeError, and integers too long to read
+        raise ValueError("not JSON") from None
+
+
+def kind_of(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words: 'an object', 'a list', 'a number'..."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def is_count(value: Any, least: int = 0) -> bool:
+    """An int (not a bool) from `least` up to MAX_COUNT."""
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= MAX_COUNT
+
+
+def _count(least: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if not is_count(value, least):
+            raise ValueError(f"is {reprlib.repr(value)}, not a whole number >= {least}")
+        return value
+    return check
+
+
+def _number(value: Any) -> float:
+    """An int or a float (NaN and infinities too: json.dumps writes them) -> a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"is {reprlib.repr(value)}, not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"is {reprlib.repr(value)}, too large for a number") from None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"is {reprlib.repr(value)}, not a string")
+    return value
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else check(value)
+
+
+def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list]:
+    def checked(value: Any) -> list:
+        if not isinstance(value, list):
+            raise TypeError(f"is {reprlib.repr(value)}, not a list")
+        return [check(v) for v in value]
+    return checked
+
+
+def _scalar_or_flat_list(value: Any) -> Any:
+    """What the report can show of a key it does not know."""
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, scalar) or isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+        return value
+    raise TypeError(f"is {reprlib.repr(value)}, not a value or a flat list of values")
+
+
+def _fields(values: Any, schema: dict[str, Callable[[Any], Any]], required,
+            others: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """An object's values checked and converted by `schema` (keys it does not name: by `others`, else kept);
+    TypeError or ValueError saying why at the first that is wrong."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{kind_of(values)}, not an object")
+    missing = [key for key in required if key not in values]
+    if missing:
+        raise ValueError(f"missing key {missing[0]!r}")
+    out = {}
+    for key, value in values.items():
+        check = schema.get(key, others)
+        try:
+            out[key] = value if check is None else check(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{key!r} {e}") from None
+    return out
+
+
+def _read_bytes(path: Path, what: str) -> bytes | None:
+    """The file's bytes, None when there is none; a one-line error for a FIFO, a folder or an OS error."""
+    if not path.exists():
+        return None
+    check_readable_file(path, what)
+    with os_errors(f"cannot read {what} {path}"):
+        return path.read_bytes()
+
+
+# --------------------------------------------------------------------------- metrics.jsonl
+
+_NUMBERS = ("train_loss", "train_elbo", "train_recon", "train_kl", "val_elbo", "val_recon", "val_kl", "seconds",
+            "images_per_s")
+METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "epoch": _count(1), "step": _count(0), "skipped_steps": _count(0), "val_split": _text,
+    **{key: _number for key in _NUMBERS},
+}
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The good records of a metrics.jsonl (none when it is missing) and a `Problem` for every line left out."""
+    data = _read_bytes(path, "metrics")
+    records: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for number, line in enumerate((data or b"").split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = _fields(parse_json(line), METRICS_FIELDS, required=METRICS_FIELDS)
+            if records and record["epoch"] <= records[-1]["epoch"]:
+                raise ValueError(f"epoch {record['epoch']} does not follow epoch {records[-1]['epoch']}")
+        except (TypeError, ValueError) as e:
+            problems.append(Problem(number, str(e)))
+            continue
+        records.append(record)
+    return records, problems
+
+
+def describe_dropped(path: Path, problems: list[Problem], shown: int = 3) -> str:
+    """One line: 'RUN/metrics.jsonl: dropped 2 damaged lines (line 3: not JSON; line 5: missing key ...)'."""
+    listed = "; ".join(str(p) for p in problems[:shown]) + ("; ..." if len(problems) > shown else "")
+    lines = "line" if len(problems) == 1 else "lines"
+    return f"{path}: dropped {len(problems)} damaged {lines} ({listed})"
+
+
+# --------------------------------------------------------------------------- eval.json
+
+EVAL_REQUIRED = ("split", "n", "elbo")
+EVAL_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "split": _text, "n": _count(0), "seed": _count(-MAX_COUNT - 1), "k": _count(0), "latent_dim": _count(1),
+    "active_units": _count(0), "elbo": _number, "recon": _number, "kl": _number, "recon_mse": _number,
+    "nll_iwae": _optional(_number), "iwae_gap": _optional(_number), "bits_per_dim": _optional(_number),
+    "bits_per_dim_from": _optional(_text), "bits_per_dim_note": _optional(_text),
+    "kl_per_dim": _list_of(_number), "frechet_distance": _optional(_number), "frechet_n": _optional(_count(1)),
+    "frechet_classifier": _optional(_text), "frechet_classifier_accuracy": _optional(_number),
+    "frechet_note": _optional(_text), "dataset": _text, "preset": _text, "classes": _optional(_list_of(_count(0))),
+}
+
+
+def read_eval(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the evaluation, None), (None, None) when there is no eval.json, or (None, why it cannot be used)."""
+    data = _read_bytes(path, "saved evaluation")
+    if data is None:
+        return None, None
+    try:
+        return _fields(parse_json(data), EVAL_FIELDS, required=EVAL_REQUIRED, others=_scalar_or_flat_list), None
+    except (TypeError, ValueError) as e:
+        return None, f"{path}: {e}"
+
+
+# --------------------------------------------------------------------------- config.toml
+
+
+def read_config_text(path: Path) -> tuple[str, str | None]:
+    """The run's config.toml as text ('' when there is none) and, when it is not a valid config, why."""
+    data = _read_bytes(path, "config")
+    if data is None:
+        return "", None
+    text = data.decode("utf-8", "replace")
+    try:
+        from_dict(tomllib.loads(data.decode("utf-8")))
+    except UnicodeDecodeError:
+        return text, f"{path}: not UTF-8 text"
+    except RecursionError:
+        return text, f"{path}: not TOML (nested too deeply)"
+    except (tomllib.TOMLDecodeError, VaelabError, TypeError, ValueError) as e:
+        return text, f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return text, None
