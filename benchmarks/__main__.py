@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 
-NAMES = ["train", "evaluate", "data", "scaling", "time_to_quality"]
+NAMES = ["train", "evaluate", "data", "scaling", "threads", "time_to_quality"]
 
 
 def main(argv: list[str]) -> int:

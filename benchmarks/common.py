@@ -99,8 +99,11 @@ def count_flops(model, fn) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    swapped = [(m, type(m)) for m in model.modules()
-               if isinstance(m, torch.nn.ConvTranspose2d) and type(m) is not torch.nn.ConvTranspose2d]
+    swapped = [
+        (m, type(m))
+        for m in model.modules()
+        if isinstance(m, torch.nn.ConvTranspose2d) and type(m) is not torch.nn.ConvTranspose2d
+    ]
     for m, _ in swapped:
         m.__class__ = torch.nn.ConvTranspose2d
     try:

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         images = prepare_splits(DataConfig(name=args.dataset, binarize="none", val_size=0), args.data_dir).train.images
         source = f"{args.dataset} from {args.data_dir}"
     else:
-        images = torch.randint(0, 256, (60_000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        images = torch.randint(
+            0, 256, (60_000, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        )
         source = "60,000 random 28x28 images (no VAELAB_DATA_DIR)"
     print(f"{source}: {len(images):,} images {tuple(images.shape[1:])} loaded in {time.perf_counter() - start:.2f} s")
     print(f"{'batch':>6} {'binarize':>9} {'img/s':>12} {'us/batch':>9}")
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                     n += len(x)
             seconds = time.perf_counter() - start
             steps = len(batches) * args.epochs
-            print(f"{batch:>6} {'dynamic' if dynamic else 'static':>9} {n / seconds:>12,.0f} {seconds / steps * 1e6:>9.0f}")
+            kind = "dynamic" if dynamic else "static"
+            print(f"{batch:>6} {kind:>9} {n / seconds:>12,.0f} {seconds / steps * 1e6:>9.0f}")
     return 0
 
 

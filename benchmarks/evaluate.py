@@ -38,6 +38,7 @@ def worker(args: argparse.Namespace) -> dict:
     prepare_device(device)
     if args.run:
         import vaelab
+
         model = vaelab.load(args.run, device=args.device)
     else:
         cfg = PRESETS["cvae2"].config
@@ -56,10 +57,17 @@ def worker(args: argparse.Namespace) -> dict:
     baseline = reset_peak_memory(device)  # before the first pass, so the chunked passes' memory counts
     flops_per_image = count_flops(model, lambda: run(images[:4])) / 4  # also the warm-up
     seconds = time_best(lambda: run(images), args.repeats, device)
-    return {"case": args.worker, "images": n, "seconds": seconds, "images_per_s": n / seconds,
-            "pairs_per_s": n * k / seconds, "mflop_per_image": flops_per_image / 1e6,
-            "gflops": flops_per_image * n / seconds / 1e9, "peak_mb": peak_memory_mb(device, baseline),
-            "threads": torch.get_num_threads()}
+    return {
+        "case": args.worker,
+        "images": n,
+        "seconds": seconds,
+        "images_per_s": n / seconds,
+        "pairs_per_s": n * k / seconds,
+        "mflop_per_image": flops_per_image / 1e6,
+        "gflops": flops_per_image * n / seconds / 1e9,
+        "peak_mb": peak_memory_mb(device, baseline),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,16 +88,22 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bad case {case!r}: expected elbo or iwae:K:CHUNK")
     peak = matmul_peak_gflops(args.device)
     mem = "peak MiB (CUDA)" if args.device.startswith("cuda") else "peak RSS MiB"
-    print(f"evaluation of cvae2 ({args.run or 'fresh weights'}) on {args.device}; "
-          f"fp32 matmul peak {peak:.0f} GFLOP/s (2048^3)")
-    print(f"{'case':<16}{'images':>8}{'seconds':>9}{'img/s':>9}{'pairs/s':>11}{'MFLOP/img':>11}{'GFLOP/s':>9}"
-          f"{'of peak':>9}{mem:>15}")
+    print(
+        f"evaluation of cvae2 ({args.run or 'fresh weights'}) on {args.device}; "
+        f"fp32 matmul peak {peak:.0f} GFLOP/s (2048^3)"
+    )
+    print(
+        f"{'case':<16}{'images':>8}{'seconds':>9}{'img/s':>9}{'pairs/s':>11}{'MFLOP/img':>11}{'GFLOP/s':>9}"
+        f"{'of peak':>9}{mem:>15}"
+    )
     for case in args.cases:
         cmd = ["--worker", case, "--images", str(args.images), "--repeats", str(args.repeats), "--device", args.device]
         r = in_fresh_process("benchmarks.evaluate", cmd + (["--run", args.run] if args.run else []))
-        print(f"{case:<16}{r['images']:>8}{r['seconds']:>9.3f}{r['images_per_s']:>9,.0f}{r['pairs_per_s']:>11,.0f}"
-              f"{r['mflop_per_image']:>11.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_mb']:>15.1f}",
-              flush=True)
+        print(
+            f"{case:<16}{r['images']:>8}{r['seconds']:>9.3f}{r['images_per_s']:>9,.0f}{r['pairs_per_s']:>11,.0f}"
+            f"{r['mflop_per_image']:>11.1f}{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_mb']:>15.1f}",
+            flush=True,
+        )
     return 0
 
 

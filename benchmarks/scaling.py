@@ -48,8 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for n in args.sizes:
                 with tempfile.TemporaryDirectory() as tmp:
-                    vaelab.train("cvae2", out=Path(tmp) / "run", data_dir=args.data_dir, limit=n, epochs=1,
-                                 sample_grid=0, progress=False, log=lambda line: None)
+                    vaelab.train(
+                        "cvae2",
+                        out=Path(tmp) / "run",
+                        data_dir=args.data_dir,
+                        limit=n,
+                        epochs=1,
+                        sample_grid=0,
+                        progress=False,
+                        log=lambda line: None,
+                    )
                     record = json.loads((Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()[-1])
                 seconds[n] = min(seconds[n], record["seconds"])
         rows.append(("train cvae2, images", args.sizes, [seconds[n] for n in args.sizes]))

@@ -31,21 +31,25 @@ import tensorflow as tf
 
 def cvae(latent_dim: int = 2):
     layers = tf.keras.layers
-    encoder = tf.keras.Sequential([
-        layers.InputLayer(input_shape=(28, 28, 1)),
-        layers.Conv2D(32, 3, strides=2, activation="relu"),
-        layers.Conv2D(64, 3, strides=2, activation="relu"),
-        layers.Flatten(),
-        layers.Dense(2 * latent_dim),
-    ])
-    decoder = tf.keras.Sequential([
-        layers.InputLayer(input_shape=(latent_dim,)),
-        layers.Dense(7 * 7 * 32, activation="relu"),
-        layers.Reshape((7, 7, 32)),
-        layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu"),
-        layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
-        layers.Conv2DTranspose(1, 3, strides=1, padding="same"),
-    ])
+    encoder = tf.keras.Sequential(
+        [
+            layers.InputLayer(input_shape=(28, 28, 1)),
+            layers.Conv2D(32, 3, strides=2, activation="relu"),
+            layers.Conv2D(64, 3, strides=2, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(2 * latent_dim),
+        ]
+    )
+    decoder = tf.keras.Sequential(
+        [
+            layers.InputLayer(input_shape=(latent_dim,)),
+            layers.Dense(7 * 7 * 32, activation="relu"),
+            layers.Reshape((7, 7, 32)),
+            layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu"),
+            layers.Conv2DTranspose(1, 3, strides=1, padding="same"),
+        ]
+    )
     return encoder, decoder
 
 
@@ -56,7 +60,7 @@ def log_normal(z, mean, logvar):
 def read_idx_images(path: Path) -> np.ndarray:
     """An IDX image file (gzipped) as float32 (N, 28, 28, 1), binarised at 0.5 as the tutorial does."""
     data = gzip.decompress(path.read_bytes())
-    n, rows, cols = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
+    n, rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
     images = np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols, 1) / 255.0
     return np.where(images > 0.5, 1.0, 0.0).astype("float32")
 
@@ -102,8 +106,16 @@ def main() -> None:
             loss = train_step(x)
         loss.numpy()  # wait for the last step
         best = min(best, (time.perf_counter() - start) / args.steps)
-    print(json.dumps({"case": f"tensorflow-cvae2:{args.batch}", "ms_per_step": best * 1e3,
-                      "images_per_s": args.batch / best, "tensorflow": tf.__version__}))
+    print(
+        json.dumps(
+            {
+                "case": f"tensorflow-cvae2:{args.batch}",
+                "ms_per_step": best * 1e3,
+                "images_per_s": args.batch / best,
+                "tensorflow": tf.__version__,
+            }
+        )
+    )
 
 
 def recipe(args, train_step, elbo) -> None:
@@ -122,10 +134,28 @@ def recipe(args, train_step, elbo) -> None:
         mean = tf.keras.metrics.Mean()
         for x in test_ds:
             mean(elbo(x))
-        print(json.dumps({"epoch": epoch, "test_elbo": float(mean.result()), "train_seconds": train_seconds,
-                          "wall_seconds": time.perf_counter() - start}), flush=True)
-    print(json.dumps({"recipe": "tensorflow-cvae2", "epochs": args.epochs, "test_elbo": float(mean.result()),
-                      "wall_seconds": time.perf_counter() - start, "tensorflow": tf.__version__}))
+        print(
+            json.dumps(
+                {
+                    "epoch": epoch,
+                    "test_elbo": float(mean.result()),
+                    "train_seconds": train_seconds,
+                    "wall_seconds": time.perf_counter() - start,
+                }
+            ),
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "recipe": "tensorflow-cvae2",
+                "epochs": args.epochs,
+                "test_elbo": float(mean.result()),
+                "wall_seconds": time.perf_counter() - start,
+                "tensorflow": tf.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

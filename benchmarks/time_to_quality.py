@@ -51,25 +51,45 @@ def main(argv: list[str] | None = None) -> int:
 
     import vaelab
 
-    recipe = dict(batch_size=args.batch_size, lr=args.lr, precision=args.precision, kl=args.kl,
-                  epochs=args.max_epochs, device=args.device, sample_grid=0, limit=args.limit)
-    print("vaelab cvae2 with " + ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "sample_grid" and v is not None))
+    recipe = dict(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        precision=args.precision,
+        kl=args.kl,
+        epochs=args.max_epochs,
+        device=args.device,
+        sample_grid=0,
+        limit=args.limit,
+    )
+    print(
+        "vaelab cvae2 with " + ", ".join(f"{k}={v}" for k, v in recipe.items() if k != "sample_grid" and v is not None)
+    )
     start = time.perf_counter()
     reached = None
 
     def on_epoch(epoch: int, record: dict, model) -> None:
         nonlocal reached
         wall = time.perf_counter() - start
-        print(f"  epoch {epoch}: test ELBO {record['val_elbo']:.2f} at {wall:.1f} s "
-              f"({record['images_per_s']:.0f} img/s in training)", flush=True)
+        print(
+            f"  epoch {epoch}: test ELBO {record['val_elbo']:.2f} at {wall:.1f} s "
+            f"({record['images_per_s']:.0f} img/s in training)",
+            flush=True,
+        )
         if record["val_elbo"] >= args.target:
             reached = (epoch, wall, record["val_elbo"])
             raise Reached
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            vaelab.train("cvae2", out=Path(tmp) / "run", data_dir=args.data_dir, progress=False,
-                         log=lambda line: None, callbacks=[on_epoch], **recipe)
+            vaelab.train(
+                "cvae2",
+                out=Path(tmp) / "run",
+                data_dir=args.data_dir,
+                progress=False,
+                log=lambda line: None,
+                callbacks=[on_epoch],
+                **recipe,
+            )
         except Reached:
             pass
     if reached is None:
@@ -81,19 +101,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference:
         mnist = Path(args.data_dir) / "mnist"
         print("TensorFlow recipe (seed 003: batch 32, Adam 1e-4, 10 epochs) on the same machine:", flush=True)
-        proc = subprocess.Popen([args.reference, "benchmarks/tf_reference.py", "--recipe", str(mnist)], cwd=ROOT,
-                                stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        proc = subprocess.Popen(
+            [args.reference, "benchmarks/tf_reference.py", "--recipe", str(mnist)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
         last = None
         for line in proc.stdout:
             last = json.loads(line)
             if "epoch" in last:
-                print(f"  epoch {last['epoch']}: test ELBO {last['test_elbo']:.2f} at {last['wall_seconds']:.1f} s",
-                      flush=True)
+                print(
+                    f"  epoch {last['epoch']}: test ELBO {last['test_elbo']:.2f} at {last['wall_seconds']:.1f} s",
+                    flush=True,
+                )
         if proc.wait() != 0 or last is None:
             raise SystemExit("the TensorFlow reference failed")
-        print(f"TensorFlow: {last['test_elbo']:.2f} after 10 epochs in {last['wall_seconds']:.1f} s; "
-              f"vaelab reached {args.target} in {wall / last['wall_seconds']:.2f} of that time "
-              f"(1/{last['wall_seconds'] / wall:.1f})")
+        print(
+            f"TensorFlow: {last['test_elbo']:.2f} after 10 epochs in {last['wall_seconds']:.1f} s; "
+            f"vaelab reached {args.target} in {wall / last['wall_seconds']:.2f} of that time "
+            f"(1/{last['wall_seconds'] / wall:.1f})"
+        )
     return 0
 
 

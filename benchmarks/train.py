@@ -37,10 +37,29 @@ import subprocess
 import sys
 import time
 
-from .common import ROOT, count_flops, in_fresh_process, matmul_peak_gflops, peak_memory_mb, reset_peak_memory, sync, time_best
+from .common import (
+    ROOT,
+    count_flops,
+    in_fresh_process,
+    matmul_peak_gflops,
+    peak_memory_mb,
+    reset_peak_memory,
+    sync,
+    time_best,
+)
 
-DEFAULT_CASES = ["cvae2:32", "cvae2:32:bf16", "cvae2:128", "cvae2:128:bf16", "cvae2:256:bf16",
-                 "mlp2", "conv16", "conv16:128:bf16", "cifar128", "cifar128:128:bf16"]
+DEFAULT_CASES = [
+    "cvae2:32",
+    "cvae2:32:bf16",
+    "cvae2:128",
+    "cvae2:128:bf16",
+    "cvae2:256:bf16",
+    "mlp2",
+    "conv16",
+    "conv16:128:bf16",
+    "cifar128",
+    "cifar128:128:bf16",
+]
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
@@ -94,8 +113,9 @@ def worker(args: argparse.Namespace) -> dict:
 
     # counted on the autograd step: the direct one computes the same (tests/training/test_direct.py) through
     # fused oneDNN calls that the counter does not know
-    flops_per_image = count_flops(model, lambda: train_step(model, optimizer, x, precision=precision,
-                                                            direct=False)) / batch_size
+    flops_per_image = (
+        count_flops(model, lambda: train_step(model, optimizer, x, precision=precision, direct=False)) / batch_size
+    )
     first_step_s = None
     if "compile" in flags:
         for net in (model.encoder, model.decoder):  # in place: the parameters keep their names
@@ -114,16 +134,26 @@ def worker(args: argparse.Namespace) -> dict:
 
     best = time_best(block, args.repeats, device) / args.steps
     sync(device)
-    return {"case": f"{name}:{batch_size}:{precision}" + "".join(f":{f}" for f in FLAGS if f in flags),
-            "ms_per_step": best * 1e3, "images_per_s": batch_size / best, "mflop_per_image": flops_per_image / 1e6,
-            "gflops": flops_per_image * batch_size / best / 1e9, "peak_mb": peak_memory_mb(device),
-            "first_step_s": first_step_s}
+    return {
+        "case": f"{name}:{batch_size}:{precision}" + "".join(f":{f}" for f in FLAGS if f in flags),
+        "ms_per_step": best * 1e3,
+        "images_per_s": batch_size / best,
+        "mflop_per_image": flops_per_image / 1e6,
+        "gflops": flops_per_image * batch_size / best / 1e9,
+        "peak_mb": peak_memory_mb(device),
+        "first_step_s": first_step_s,
+    }
 
 
 def reference(python: str, steps: int, repeats: int) -> dict:
     """The TensorFlow recipe's step rate at batch 32, timed by another interpreter."""
-    out = subprocess.run([python, "benchmarks/tf_reference.py", "--steps", str(steps * 3), "--repeats", str(repeats)],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = subprocess.run(
+        [python, "benchmarks/tf_reference.py", "--steps", str(steps * 3), "--repeats", str(repeats)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     if out.returncode != 0:
         raise SystemExit(f"the TensorFlow reference failed:\n{out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES, help=CASE_FORMAT)
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps per timed block")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=1, help="run every case this many times, interleaved; keep the best")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every case this many times, interleaved; keep the best"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference", metavar="PYTHON", help="a Python with TensorFlow: time the seed 003 recipe too")
     parser.add_argument("--worker", metavar="CASE", help=argparse.SUPPRESS)
@@ -148,16 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.cases:
         parse_case(case)  # fail on a typo before anything runs
     peak = matmul_peak_gflops(args.device)
-    print(f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3); "
-          f"best of {args.rounds} round(s), the cases interleaved; an `auto` case shows what `vaelab train` picks")
+    print(
+        f"device {args.device}, {torch.get_num_threads()} threads; fp32 matmul peak {peak:.0f} GFLOP/s (2048^3); "
+        f"best of {args.rounds} round(s), the cases interleaved; an `auto` case shows what `vaelab train` picks"
+    )
     best: dict[str, dict] = {}
     ratios: dict[str, list[float]] = {case: [] for case in args.cases}  # against the reference in the same round
     for _ in range(args.rounds):  # interleaved, so a slow minute on a shared machine hits every case alike
         this_round = {}
         for case in args.cases:
-            this_round[case] = in_fresh_process("benchmarks.train", ["--worker", case, "--steps", str(args.steps),
-                                                                      "--repeats", str(args.repeats),
-                                                                      "--device", args.device])
+            this_round[case] = in_fresh_process(
+                "benchmarks.train",
+                ["--worker", case, "--steps", str(args.steps), "--repeats", str(args.repeats), "--device", args.device],
+            )
         if args.reference:
             this_round["reference"] = reference(args.reference, args.steps, args.repeats)
             for case in args.cases:
@@ -168,8 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<22}{'img/s':>9}{'ms/step':>9}{'MFLOP/img':>11}{'GFLOP/s':>9}{'of peak':>9}{'peak MB':>9}")
     for case in args.cases:
         r = best[case]
-        print(f"{r['case']:<22}{r['images_per_s']:>9.0f}{r['ms_per_step']:>9.2f}{r['mflop_per_image']:>11.1f}"
-              f"{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_mb']:>9.0f}")
+        print(
+            f"{r['case']:<22}{r['images_per_s']:>9.0f}{r['ms_per_step']:>9.2f}{r['mflop_per_image']:>11.1f}"
+            f"{r['gflops']:>9.1f}{r['gflops'] / peak:>9.0%}{r['peak_mb']:>9.0f}"
+        )
     for case in args.cases:
         if best[case]["first_step_s"] is not None:
             print(f"{best[case]['case']}: first step {best[case]['first_step_s']:.1f} s, compilation included")
@@ -179,13 +216,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastest cvae2 case: {fastest['case']} at {fastest['images_per_s']:.0f} img/s")
     if args.reference:
         ref = best["reference"]
-        print(f"{ref['case']:<22}{ref['images_per_s']:>9.0f}{ref['ms_per_step']:>9.2f}   (TensorFlow {ref['tensorflow']})")
+        print(
+            f"{ref['case']:<22}{ref['images_per_s']:>9.0f}{ref['ms_per_step']:>9.2f}   (TensorFlow {ref['tensorflow']})"
+        )
         for case in args.cases:
             if case.startswith("cvae2"):
                 r = best[case]
-                print(f"  {r['case']:<20} {r['images_per_s'] / ref['images_per_s']:.2f}x the TensorFlow recipe "
-                      f"(best against best; round by round: {', '.join(f'{x:.2f}' for x in ratios[case])}, "
-                      f"median {statistics.median(ratios[case]):.2f}x)")
+                print(
+                    f"  {r['case']:<20} {r['images_per_s'] / ref['images_per_s']:.2f}x the TensorFlow recipe "
+                    f"(best against best; round by round: {', '.join(f'{x:.2f}' for x in ratios[case])}, "
+                    f"median {statistics.median(ratios[case]):.2f}x)"
+                )
     return 0
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# The same thread count in every test and every process it starts (not the machine's momentary load, which
+# `vaelab.runtime.resolve_threads` would otherwise follow): bit-for-bit comparisons stay comparable.
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 import pickle
 import socket
 from pathlib import Path
@@ -46,9 +50,12 @@ def write_cifar_fixture(root: Path, n_train: int = 40, n_test: int = 20, seed: i
     folder.mkdir(parents=True)
 
     def batch(n: int, label: str) -> dict:
-        return {b"batch_label": label.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                b"filenames": [f"img{i}.png".encode() for i in range(n)]}
+        return {
+            b"batch_label": label.encode(),
+            b"labels": rng.integers(0, 10, n).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"img{i}.png".encode() for i in range(n)],
+        }
 
     for i in range(1, 6):
         with open(folder / f"data_batch_{i}", "wb") as f:
@@ -72,6 +79,18 @@ def tiny_run(tmp_path_factory) -> Path:
     import vaelab
 
     out = tmp_path_factory.mktemp("tiny") / "run"
-    vaelab.train("mlp2", dataset="shapes", image_size=16, latent_dim=2, epochs=1, limit=64, val_size=32,
-                 batch_size=32, sample_grid=4, out=out, progress=False, log=lambda line: None)
+    vaelab.train(
+        "mlp2",
+        dataset="shapes",
+        image_size=16,
+        latent_dim=2,
+        epochs=1,
+        limit=64,
+        val_size=32,
+        batch_size=32,
+        sample_grid=4,
+        out=out,
+        progress=False,
+        log=lambda line: None,
+    )
     return out

@@ -9,8 +9,16 @@ from torch import nn
 import vaelab
 from vaelab.models.registry import DECODERS, ENCODERS
 
-SMALL = dict(dataset="shapes", image_size=32, limit=64, val_size=32, epochs=1, batch_size=32, progress=False,
-             log=lambda line: None)
+SMALL = dict(
+    dataset="shapes",
+    image_size=32,
+    limit=64,
+    val_size=32,
+    epochs=1,
+    batch_size=32,
+    progress=False,
+    log=lambda line: None,
+)
 
 
 @pytest.fixture
@@ -23,8 +31,12 @@ def tiny_parts():
     @vaelab.register_decoder("test-tiny")
     def decoder(image_shape, latent_dim, out_channels):
         _, h, w = image_shape
-        return nn.Sequential(nn.Linear(latent_dim, 16), nn.ReLU(), nn.Linear(16, out_channels * h * w),
-                             nn.Unflatten(1, (out_channels, h, w)))
+        return nn.Sequential(
+            nn.Linear(latent_dim, 16),
+            nn.ReLU(),
+            nn.Linear(16, out_channels * h * w),
+            nn.Unflatten(1, (out_channels, h, w)),
+        )
 
     yield
     ENCODERS._items.pop("test-tiny")

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import one_line_error
-from fsfaults import fail_writes, fill, tmpfs
 from vaelab.cli import main
 from vaelab.errors import VaelabError
 from vaelab.files import TEMP_SUFFIX, display_name, write_bytes, write_text
+
+from clihelp import one_line_error
+from fsfaults import fail_writes, fill, tmpfs
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vaelab"
 
@@ -195,8 +196,15 @@ def test_sample_onto_a_folder_is_one_line(tiny_run, tmp_path, capsys):
 def test_every_writer_goes_through_vaelab_files():
     """No module but vaelab.files renames temp files or saves straight to a path (the dataset cache aside)."""
     allowed = {"files.py", "data/download.py", "data/cifar.py"}  # downloads and archive extraction: the cache's own
-    patterns = [r"os\.replace\(", r"\.write_text\(", r"\.write_bytes\(", r"save_file\(", r"mkstemp\(",
-                r"savefig\([^)]*(path|tmp)", r"\.save\((path|tmp|out)"]
+    patterns = [
+        r"os\.replace\(",
+        r"\.write_text\(",
+        r"\.write_bytes\(",
+        r"save_file\(",
+        r"mkstemp\(",
+        r"savefig\([^)]*(path|tmp)",
+        r"\.save\((path|tmp|out)",
+    ]
     offenders = []
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC).as_posix()

@@ -13,7 +13,6 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from clihelp import one_line_error
 from PIL import Image
 from torch import nn
 
@@ -23,6 +22,8 @@ from vaelab.data import load_images
 from vaelab.errors import VaelabError
 from vaelab.evaluation.anomaly import read_image_folder
 from vaelab.models.registry import DECODERS, ENCODERS
+
+from clihelp import one_line_error
 
 QUIET = {"progress": False, "log": lambda line: None}
 PNG_END = b"IEND\xaeB`\x82"
@@ -98,8 +99,12 @@ def _png16(path, values: np.ndarray, color_type: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("grayscale", [True, False])
@@ -154,11 +159,14 @@ def test_sample_zero_is_an_empty_batch(run):
     assert model.sample(0).shape == (0, *model.image_shape)
 
 
-@pytest.mark.parametrize("bad, needle", [
-    (2.0, "got values from 0 to 2"),
-    (-0.5, "got values from -0.5 to 1"),
-    (float("nan"), "got values from nan to nan"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        (2.0, "got values from 0 to 2"),
+        (-0.5, "got values from -0.5 to 1"),
+        (float("nan"), "got values from nan to nan"),
+    ],
+)
 def test_pixels_outside_0_1_are_refused(run, bad, needle):
     model = vaelab.load(run)
     x = torch.rand(2, *model.image_shape)
@@ -188,8 +196,9 @@ def wrong_parts():
     @vaelab.register_decoder("test-wrong-size")
     def decoder(image_shape, latent_dim, out_channels):
         _, h, w = image_shape
-        return nn.Sequential(nn.Linear(latent_dim, out_channels * (h - 1) * w),
-                             nn.Unflatten(1, (out_channels, h - 1, w)))  # one row short
+        return nn.Sequential(
+            nn.Linear(latent_dim, out_channels * (h - 1) * w), nn.Unflatten(1, (out_channels, h - 1, w))
+        )  # one row short
 
     yield
     ENCODERS._items.pop("test-wrong-size")
@@ -197,28 +206,72 @@ def wrong_parts():
     DECODERS._items.pop("test-wrong-size")
 
 
-@pytest.mark.parametrize("parts, needle", [
-    ({"encoder": "test-wrong-size"}, (r"encoder 'test-wrong-size' returns \(2, 7\) for 1x32x32 images \(a batch of "
-                                      r"2\); the diagonal-gaussian posterior of latent_dim 2 needs \(2, 4\)")),
-    ({"encoder": "test-wrong-input"}, (r"encoder 'test-wrong-input' fails on 1x32x32 images \(a batch of 2\): "
-                                       r"RuntimeError: .*")),
-    ({"decoder": "test-wrong-size"}, (r"decoder 'test-wrong-size' returns \(2, 1, 31, 32\) for latent_dim 2 \(a "
-                                      r"batch of 2\); the bernoulli likelihood of 1x32x32 images needs \(2, 1, 32, "
-                                      r"32\)")),
-])
+@pytest.mark.parametrize(
+    "parts, needle",
+    [
+        (
+            {"encoder": "test-wrong-size"},
+            (
+                r"encoder 'test-wrong-size' returns \(2, 7\) for 1x32x32 images \(a batch of "
+                r"2\); the diagonal-gaussian posterior of latent_dim 2 needs \(2, 4\)"
+            ),
+        ),
+        (
+            {"encoder": "test-wrong-input"},
+            (
+                r"encoder 'test-wrong-input' fails on 1x32x32 images \(a batch of 2\): "
+                r"RuntimeError: .*"
+            ),
+        ),
+        (
+            {"decoder": "test-wrong-size"},
+            (
+                r"decoder 'test-wrong-size' returns \(2, 1, 31, 32\) for latent_dim 2 \(a "
+                r"batch of 2\); the bernoulli likelihood of 1x32x32 images needs \(2, 1, 32, "
+                r"32\)"
+            ),
+        ),
+    ],
+)
 def test_a_network_of_the_wrong_size_is_caught_before_a_run_directory_exists(tmp_path, wrong_parts, parts, needle):
     with pytest.raises(VaelabError, match=needle):
-        vaelab.train("mlp2", out=tmp_path / "run", dataset="shapes", image_size=32, limit=32, val_size=16, epochs=1,
-                     **parts, **QUIET)
+        vaelab.train(
+            "mlp2",
+            out=tmp_path / "run",
+            dataset="shapes",
+            image_size=32,
+            limit=32,
+            val_size=16,
+            epochs=1,
+            **parts,
+            **QUIET,
+        )
     assert not (tmp_path / "run").exists()
 
 
 def test_a_network_of_the_wrong_size_is_one_line_on_the_command_line(capsys, tmp_path, wrong_parts):
     config = tmp_path / "c.toml"
     config.write_text('[model]\nencoder = "test-wrong-input"\n')
-    err = one_line_error(capsys, ["train", "--preset", "mlp2", "--dataset", "shapes", "--image-size", "32",
-                                  "--limit", "32", "--val-size", "16", "--config", str(config),
-                                  "--out", str(tmp_path / "run")])
+    err = one_line_error(
+        capsys,
+        [
+            "train",
+            "--preset",
+            "mlp2",
+            "--dataset",
+            "shapes",
+            "--image-size",
+            "32",
+            "--limit",
+            "32",
+            "--val-size",
+            "16",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert "encoder 'test-wrong-input' fails on 1x32x32 images" in err
     assert not (tmp_path / "run").exists()
 

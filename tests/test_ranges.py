@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-
 import shutil
 
 import pytest
 import torch
-from clihelp import one_line_error
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -18,8 +16,23 @@ from vaelab.cli import main
 from vaelab.config import from_dict
 from vaelab.errors import VaelabError
 
-TINY = ["--preset", "mlp2", "--dataset", "shapes", "--image-size", "32", "--limit", "32", "--val-size", "16",
-        "--epochs", "1", "--no-progress"]
+from clihelp import one_line_error
+
+TINY = [
+    "--preset",
+    "mlp2",
+    "--dataset",
+    "shapes",
+    "--image-size",
+    "32",
+    "--limit",
+    "32",
+    "--val-size",
+    "16",
+    "--epochs",
+    "1",
+    "--no-progress",
+]
 SEED_MAX = str(2**32 - 1)
 QUIET = {"progress": False, "log": lambda line: None}
 
@@ -34,44 +47,50 @@ def run(tiny_run, tmp_path):
 # --------------------------------------------------------------------------- train: flags, TOML, API
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--seed", str(2**63)], "argument --seed: must be <= 4294967295, got 9223372036854775808"),
-    (["--seed", str(2**32)], "argument --seed: must be <= 4294967295"),
-    (["--lr", "inf"], "must be a finite number, got inf"),
-    (["--lr", "nan"], "must be a finite number, got nan"),
-    (["--sigma", "inf"], "must be a finite number"),
-    (["--beta", "nan"], "must be a finite number"),
-    (["--grad-clip", "inf"], "must be a finite number"),
-    (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
-    (["--image-size", "1000000"], "data.image_size must be <= 1024, got 1000000"),
-    (["--latent-dim", str(10**12)], "model.latent_dim must be <= 65536"),
-    (["--batch-size", str(10**9)], "train.batch_size must be <= 1048576"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--seed", str(2**63)], "argument --seed: must be <= 4294967295, got 9223372036854775808"),
+        (["--seed", str(2**32)], "argument --seed: must be <= 4294967295"),
+        (["--lr", "inf"], "must be a finite number, got inf"),
+        (["--lr", "nan"], "must be a finite number, got nan"),
+        (["--sigma", "inf"], "must be a finite number"),
+        (["--beta", "nan"], "must be a finite number"),
+        (["--grad-clip", "inf"], "must be a finite number"),
+        (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+        (["--image-size", "1000000"], "data.image_size must be <= 1024, got 1000000"),
+        (["--latent-dim", str(10**12)], "model.latent_dim must be <= 65536"),
+        (["--batch-size", str(10**9)], "train.batch_size must be <= 1048576"),
+    ],
+)
 def test_train_flags_are_refused_before_a_run_directory_exists(capsys, tmp_path, flags, needle):
     out = tmp_path / "run"
     assert needle in one_line_error(capsys, ["train", *TINY, "--out", str(out), *flags])
     assert not out.exists()
 
 
-@pytest.mark.parametrize("toml, needle", [
-    ("[train]\nlr = inf\n", "train.lr must be a finite number, got inf"),
-    ("[train]\nlr = nan\n", "train.lr must be a finite number, got nan"),
-    ("[train]\nlr = -inf\n", "train.lr must be a finite number, got -inf"),
-    ("[train]\nlr = 1e400\n", "train.lr must be a finite number, got inf"),
-    ("[train]\nlr = " + "1" * 400 + "\n", "train.lr must be a finite number, got 111"),  # no OverflowError
-    ("[objective]\nbeta = inf\n", "objective.beta must be a finite number"),
-    ("[model]\nsigma = nan\n", "model.sigma must be a finite number"),
-    ("[train]\ngrad_clip = inf\n", "train.grad_clip must be a finite number"),
-    ("[train]\nskip_grad_norm = nan\n", "train.skip_grad_norm must be a finite number"),
-    ("[train]\nseed = 9223372036854775807\n", "train.seed must be <= 4294967295"),
-    ("[train]\nseed = -1\n", "train.seed must be >= 0"),
-    ("[data]\nsplit_seed = 4294967296\n", "data.split_seed must be <= 4294967295"),
-    ("[train]\nepochs = 0\n", "train.epochs must be >= 1"),
-    ("[train]\nsample_grid = 10000000000\n", "train.sample_grid must be <= 1024"),
-    ("[train]\neval_batch_size = 0\n", "train.eval_batch_size must be >= 1"),
-    ("[data]\nimage_size = 1000000\n", "data.image_size must be <= 1024"),
-    ("[model]\nlatent_dim = 1000000000000\n", "model.latent_dim must be <= 65536"),
-])
+@pytest.mark.parametrize(
+    "toml, needle",
+    [
+        ("[train]\nlr = inf\n", "train.lr must be a finite number, got inf"),
+        ("[train]\nlr = nan\n", "train.lr must be a finite number, got nan"),
+        ("[train]\nlr = -inf\n", "train.lr must be a finite number, got -inf"),
+        ("[train]\nlr = 1e400\n", "train.lr must be a finite number, got inf"),
+        ("[train]\nlr = " + "1" * 400 + "\n", "train.lr must be a finite number, got 111"),  # no OverflowError
+        ("[objective]\nbeta = inf\n", "objective.beta must be a finite number"),
+        ("[model]\nsigma = nan\n", "model.sigma must be a finite number"),
+        ("[train]\ngrad_clip = inf\n", "train.grad_clip must be a finite number"),
+        ("[train]\nskip_grad_norm = nan\n", "train.skip_grad_norm must be a finite number"),
+        ("[train]\nseed = 9223372036854775807\n", "train.seed must be <= 4294967295"),
+        ("[train]\nseed = -1\n", "train.seed must be >= 0"),
+        ("[data]\nsplit_seed = 4294967296\n", "data.split_seed must be <= 4294967295"),
+        ("[train]\nepochs = 0\n", "train.epochs must be >= 1"),
+        ("[train]\nsample_grid = 10000000000\n", "train.sample_grid must be <= 1024"),
+        ("[train]\neval_batch_size = 0\n", "train.eval_batch_size must be >= 1"),
+        ("[data]\nimage_size = 1000000\n", "data.image_size must be <= 1024"),
+        ("[model]\nlatent_dim = 1000000000000\n", "model.latent_dim must be <= 65536"),
+    ],
+)
 def test_toml_values_are_refused_before_a_run_directory_exists(capsys, tmp_path, toml, needle):
     config = tmp_path / "c.toml"
     config.write_text(toml)
@@ -80,13 +99,16 @@ def test_toml_values_are_refused_before_a_run_directory_exists(capsys, tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("override, needle", [
-    ({"lr": float("inf")}, "train.lr must be a finite number, got inf"),
-    ({"beta": float("nan")}, "objective.beta must be a finite number"),
-    ({"seed": 2**63}, "train.seed must be <= 4294967295"),
-    ({"epochs": 0}, "train.epochs must be >= 1"),
-    ({"image_size": 10**6}, "data.image_size must be <= 1024"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ({"lr": float("inf")}, "train.lr must be a finite number, got inf"),
+        ({"beta": float("nan")}, "objective.beta must be a finite number"),
+        ({"seed": 2**63}, "train.seed must be <= 4294967295"),
+        ({"epochs": 0}, "train.epochs must be >= 1"),
+        ({"image_size": 10**6}, "data.image_size must be <= 1024"),
+    ],
+)
 def test_api_values_are_refused_before_a_run_directory_exists(tmp_path, override, needle):
     settings = {"dataset": "shapes", "image_size": 32, "limit": 32, "val_size": 16, "epochs": 1, **override}
     with pytest.raises(VaelabError, match=needle):
@@ -99,7 +121,7 @@ def test_the_largest_seed_trains_and_samples_end_to_end(capsys, tmp_path):
     the fixed sample grid, the split seed, and `vaelab sample`."""
     out = tmp_path / "run"
     config = tmp_path / "c.toml"
-    config.write_text(f"[data]\nsplit_seed = {SEED_MAX}\nbinarize = \"dynamic\"\n")
+    config.write_text(f'[data]\nsplit_seed = {SEED_MAX}\nbinarize = "dynamic"\n')
     assert main(["train", *TINY, "--config", str(config), "--seed", SEED_MAX, "--out", str(out)]) == 0
     assert vaelab.Run(out).config.train.seed == 2**32 - 1
     assert main(["sample", str(out), "-n", "4", "--seed", SEED_MAX, "-o", str(tmp_path / "s.png")]) == 0
@@ -118,8 +140,10 @@ def test_a_checkpoint_with_an_absurd_config_is_refused_at_load(capsys, run, tmp_
     with safe_open(str(run / "checkpoint.safetensors"), framework="pt") as f:
         tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is no dict)
         metadata = f.metadata()
-    for section, key, value, needle in (("model", "latent_dim", 10**12, "model.latent_dim must be <= 65536"),
-                                        ("train", "sample_grid", 10**10, "train.sample_grid must be <= 1024")):
+    for section, key, value, needle in (
+        ("model", "latent_dim", 10**12, "model.latent_dim must be <= 65536"),
+        ("train", "sample_grid", 10**10, "train.sample_grid must be <= 1024"),
+    ):
         config = json.loads(metadata["config"])
         config[section][key] = value
         bad = tmp_path / f"{key}.safetensors"
@@ -132,26 +156,33 @@ def test_a_checkpoint_with_an_absurd_config_is_refused_at_load(capsys, run, tmp_
 # --------------------------------------------------------------------------- using a run
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["sample", "RUN", "-n", str(10**9)], ("1000000000 samples of 1x16x16 would need at least 2.06 TB of memory; "
-                                           "this machine has")),
-    (["sample", "RUN", "-n", "1e9"], "expected a whole number, got '1e9'"),
-    (["sample", "RUN", "--seed", str(2**63)], "argument --seed: must be <= 4294967295"),
-    (["sample", "RUN", "--temperature", "nan"], "argument --temperature: must be a finite number, got nan"),
-    (["sample", "RUN", "--temperature", "inf"], "must be a finite number, got inf"),
-    (["sample", "RUN", "--temperature", "-1"], "must be > 0, got -1"),
-    (["reconstruct", "RUN", "--seed", str(2**63)], "must be <= 4294967295"),
-    (["evaluate", "RUN", "--iwae-k", str(10**9), "--chunk", str(10**9)],
-     "the IWAE bound with k=1000000000 and chunk=1000000000 on batches of 1000 images would need at least"),
-    (["evaluate", "RUN", "--iwae-k", str(10**9)], "would need at least 4 TB of memory"),
-    (["evaluate", "RUN", "--seed", str(2**63)], "--seed: must be <= 4294967295"),
-    (["anomaly", "RUN", "--dataset", "shapes", "--score", "iwae", "--k", str(10**9)], "would need at least"),
-    (["anomaly", "RUN", "--dataset", "shapes", "--seed", str(2**63)], "must be <= 4294967295"),
-    (["plot", "RUN", "--range", "1e308"], "argument --range: must be <= 1000, got 1e+308"),
-    (["plot", "RUN", "--range", "inf"], "must be a finite number, got inf"),
-    (["plot", "RUN", "--range", "nan"], "must be a finite number, got nan"),
-    (["plot", "RUN", "--seed", str(2**63)], "must be <= 4294967295"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["sample", "RUN", "-n", str(10**9)],
+            ("1000000000 samples of 1x16x16 would need at least 2.06 TB of memory; this machine has"),
+        ),
+        (["sample", "RUN", "-n", "1e9"], "expected a whole number, got '1e9'"),
+        (["sample", "RUN", "--seed", str(2**63)], "argument --seed: must be <= 4294967295"),
+        (["sample", "RUN", "--temperature", "nan"], "argument --temperature: must be a finite number, got nan"),
+        (["sample", "RUN", "--temperature", "inf"], "must be a finite number, got inf"),
+        (["sample", "RUN", "--temperature", "-1"], "must be > 0, got -1"),
+        (["reconstruct", "RUN", "--seed", str(2**63)], "must be <= 4294967295"),
+        (
+            ["evaluate", "RUN", "--iwae-k", str(10**9), "--chunk", str(10**9)],
+            "the IWAE bound with k=1000000000 and chunk=1000000000 on batches of 1000 images would need at least",
+        ),
+        (["evaluate", "RUN", "--iwae-k", str(10**9)], "would need at least 4 TB of memory"),
+        (["evaluate", "RUN", "--seed", str(2**63)], "--seed: must be <= 4294967295"),
+        (["anomaly", "RUN", "--dataset", "shapes", "--score", "iwae", "--k", str(10**9)], "would need at least"),
+        (["anomaly", "RUN", "--dataset", "shapes", "--seed", str(2**63)], "must be <= 4294967295"),
+        (["plot", "RUN", "--range", "1e308"], "argument --range: must be <= 1000, got 1e+308"),
+        (["plot", "RUN", "--range", "inf"], "must be a finite number, got inf"),
+        (["plot", "RUN", "--range", "nan"], "must be a finite number, got nan"),
+        (["plot", "RUN", "--seed", str(2**63)], "must be <= 4294967295"),
+    ],
+)
 def test_use_requests_are_refused_before_any_work(capsys, run, tmp_path, argv, needle):
     argv = [str(run) if a == "RUN" else a for a in argv]
     out = ["-o", str(tmp_path / "out")] if argv[0] in ("sample", "reconstruct", "plot") else []

@@ -1,12 +1,12 @@
 """The Python API: the command line's verbs in a few lines.
 
-    import vaelab
-    run = vaelab.train("cvae2", epochs=1, out="runs/demo")   # a Run
-    model = run.model                                        # or vaelab.load("runs/demo")
-    images = model.sample(64)                                # (64, 1, 28, 28) in [0, 1]
-    q = model.encode(images)                                 # q.mu, q.logvar: (64, 2)
-    print(vaelab.evaluate("runs/demo", split="test"))        # {'split': 'test', 'n': 10000, 'elbo': ...}
-    scores = vaelab.anomaly_scores("runs/demo", dataset="fashion-mnist", score="iwae")  # higher = more anomalous
+import vaelab
+run = vaelab.train("cvae2", epochs=1, out="runs/demo")   # a Run
+model = run.model                                        # or vaelab.load("runs/demo")
+images = model.sample(64)                                # (64, 1, 28, 28) in [0, 1]
+q = model.encode(images)                                 # q.mu, q.logvar: (64, 2)
+print(vaelab.evaluate("runs/demo", split="test"))        # {'split': 'test', 'n': 10000, 'elbo': ...}
+scores = vaelab.anomaly_scores("runs/demo", dataset="fashion-mnist", score="iwae")  # higher = more anomalous
 """
 
 from __future__ import annotations
@@ -14,28 +14,36 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from . import checks
 from .config import RunConfig, apply_overrides, nest_overrides, read_toml
 from .data import load_images
+from .data.catalog import channels
 from .errors import VaelabError
 from .evaluation import anomaly as _anomaly
 from .evaluation.classifier import load_or_train
 from .evaluation.iwae import default_chunk
 from .evaluation.summary import MIN_FRECHET_N, evaluate_model
+from .files import check_can_write, write_text
+from .models.registry import plugin_modules, require_parts
 from .models.vae import VAE
-from .presets import DEFAULT_PRESET, PRESETS
+from .presets import COLOUR_PRESET, DEFAULT_PRESET, PRESETS
+from .progress import QUIET, Reporter
 from .training.batches import binarize_static
 from .training.checkpoint import load_checkpoint
 from .training.data import load_split, select_classes
-from .files import check_can_write, write_text
 from .training.rundir import RunDir
+from .training.runfiles import EVALS_DIR, eval_name
 from .training.trainer import load_model, resume_run, start_run
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -57,26 +65,75 @@ class Run:
         return load_model(self.path)
 
 
-def resolve_config(preset: str | None = None, *, config: str | Path | None = None,
-                   **overrides: Any) -> RunConfig:
-    """Preset, then a TOML file, then flat overrides (`epochs=3`, `batch_size=64`, ...)."""
+def resolve_config(preset: str | None = None, *, config: str | Path | None = None, **overrides: Any) -> RunConfig:
+    """Preset, then a TOML file, then flat overrides (`epochs=3`, `batch_size=64`, ...).
+
+    The result lists the modules outside vaelab that registered its parts
+    (`plugins`; those a file lists are imported first where its parts are not
+    registered), and is named `custom-<encoder>[-<decoder>]` instead of the
+    preset's name when its networks are not the preset's.
+    """
     file_values = read_toml(config) if config is not None else {}
     name = preset or file_values.get("preset") or DEFAULT_PRESET  # an explicit preset wins over the file's
-    cfg = PRESETS[name].config
-    cfg = apply_overrides(cfg, {k: v for k, v in file_values.items() if k != "preset"})
+    # a run's own config.toml, named custom-...: it holds every key, so it applies on the defaults
+    own = preset is None and isinstance(name, str) and bool(re.fullmatch(r"custom(-.*)?", name)) and name not in PRESETS
+    base = RunConfig() if own else PRESETS[name].config
+    cfg = apply_overrides(base, {k: v for k, v in file_values.items() if k != "preset"})
     given = {k: v for k, v in overrides.items() if v is not None}
-    return apply_overrides(cfg, nest_overrides(given))
+    cfg = apply_overrides(cfg, nest_overrides(given))
+    asked = "binarize" in given or "binarize" in (file_values.get("data") or {})
+    _refuse_binarised_colour(cfg, asked)
+    require_parts(cfg)
+    return dataclasses.replace(cfg, preset=_run_name(None if own else name, base, cfg), plugins=plugin_modules(cfg))
 
 
-def train(preset: str | None = None, *, config: str | Path | None = None, out: str | Path | None = None,
-          data_dir: str | Path | None = None, progress: bool = True, callbacks=(), log=print, **overrides: Any) -> Run:
+def _refuse_binarised_colour(cfg: RunConfig, asked: bool) -> None:
+    """A preset that binarises (cvae2, the default) turns colour photos into black-and-white blobs: refused
+    unless the flags or the file asked for it."""
+    if cfg.data.binarize == "none" or asked or channels(cfg.data.name, cfg.data.grayscale) != 3:
+        return
+    raise VaelabError(
+        f"the {cfg.preset} preset binarises its images (data.binarize = {cfg.data.binarize}), which "
+        f"turns the colour images of {cfg.data.name} into black and white; for colour, train "
+        f"--preset {COLOUR_PRESET} (see 'Train on your own images' in the README), or pass "
+        f"--binarize {cfg.data.binarize} to binarise anyway"
+    )
+
+
+def _run_name(preset: str | None, base: RunConfig, cfg: RunConfig) -> str:
+    """The preset's name while the networks are the preset's own, else custom-<encoder>[-<decoder>]."""
+    m = cfg.model
+    if preset is not None and (m.encoder, m.decoder) == (base.model.encoder, base.model.decoder):
+        return preset
+    nets = m.encoder if m.encoder == m.decoder else f"{m.encoder}-{m.decoder}"
+    return "custom-" + re.sub(r"[^A-Za-z0-9_.-]", "_", nets)  # it names the default run folder
+
+
+def train(
+    preset: str | None = None,
+    *,
+    config: str | Path | None = None,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    callbacks=(),
+    log=print,
+    **overrides: Any,
+) -> Run:
     """Train a preset (default: the config file's, else cvae2) with a TOML file and flat overrides on top."""
     cfg = resolve_config(preset, config=config, **overrides)
     return Run(start_run(cfg, out=out, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log))
 
 
-def resume(run: str | Path, *, data_dir: str | Path | None = None, progress: bool = True, callbacks=(), log=print,
-           **overrides: Any) -> Run:
+def resume(
+    run: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    callbacks=(),
+    log=print,
+    **overrides: Any,
+) -> Run:
     """Continue a run from its last checkpoint; `epochs=` (and other settings that do not alter results) may change."""
     nested = nest_overrides({k: v for k, v in overrides.items() if v is not None})
     return Run(resume_run(run, overrides=nested, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log))
@@ -87,12 +144,27 @@ def load(run: str | Path, *, device: str = "cpu") -> VAE:
     return load_model(run, device=device)
 
 
-def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, seed: int = 0,
-             batch_size: int | None = None, data_dir: str | Path | None = None, device: str = "cpu",
-             iwae_k: int = 100, chunk: int | None = None, frechet: bool = True, frechet_n: int = 5000,
-             cache_dir: str | Path | None = None, classifier_epochs: int = 2, classifier_limit: int | None = None,
-             write: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure a run on a split; returns one flat dict and (with `write`) saves it as RUN/eval.json.
+def evaluate(
+    run: str | Path,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+    iwae_k: int = 100,
+    chunk: int | None = None,
+    frechet: bool = True,
+    frechet_n: int = 5000,
+    cache_dir: str | Path | None = None,
+    classifier_epochs: int = 2,
+    classifier_limit: int | None = None,
+    write: bool = True,
+    log: Callable[[str], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure a run on a split; returns one flat dict and (with `write`) saves it (`save_evaluation`).
 
     Keys: split, n, seed, elbo / recon / kl (analytic KL, one z per image),
     k and nll_iwae (-mean IWAE bound with k samples; iwae_k=0 skips it),
@@ -100,7 +172,7 @@ def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, 
     bits_per_dim (+ _from, _note; null unless the data is binarised and the
     likelihood Bernoulli), recon_mse (z = mu, [0, 1] pixels), latent_dim,
     active_units, kl_per_dim, frechet_distance (+ _n, _classifier,
-    _classifier_accuracy, _note), and dataset, preset, classes. A run trained
+    _classifier_accuracy, _note), dataset, preset, classes and device. A run trained
     on some classes (data.classes) is measured on those classes of the split.
 
     The Fréchet distance compares min(n, frechet_n) samples with as many
@@ -110,11 +182,16 @@ def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, 
     (`frechet_classifier`) and n, never with Inception FIDs from papers. `chunk` bounds the (image, sample) pairs
     decoded at once (default 256 on CPU, 4096 on CUDA); it changes memory and
     speed, not the numbers. Deterministic for a given seed and device.
+    `progress` shows each pass's progress on standard error (see `vaelab.progress`).
     """
     if split not in ("train", "test"):
         raise VaelabError(f"split must be 'train' or 'test', not {split!r}")
-    for name, value, least in (("limit", limit, 1), ("iwae_k", iwae_k, 0), ("chunk", chunk, 1),
-                               ("frechet_n", frechet_n, 1)):
+    for name, value, least in (
+        ("limit", limit, 1),
+        ("iwae_k", iwae_k, 0),
+        ("chunk", chunk, 1),
+        ("frechet_n", frechet_n, 1),
+    ):
         if value is not None:
             checks.whole(name, value, low=least)
     if batch_size is not None:
@@ -127,33 +204,80 @@ def evaluate(run: str | Path, *, split: str = "test", limit: int | None = None, 
         data = select_classes(data, cfg.data.classes, cfg.data.name)
     images = data.images[:limit] if limit is not None else data.images
     if iwae_k > 0:
-        checks.iwae_memory(iwae_k, chunk or default_chunk(model.device), batch_size or cfg.train.eval_batch_size,
-                           len(images), model.image_shape)
+        checks.iwae_memory(
+            iwae_k,
+            chunk or default_chunk(model.device),
+            batch_size or cfg.train.eval_batch_size,
+            len(images),
+            model.image_shape,
+        )
 
     classifier, note = None, "skipped (--no-frechet)"
     if frechet and min(len(images), frechet_n) < MIN_FRECHET_N:
         note = f"needs at least {MIN_FRECHET_N} images, got {min(len(images), frechet_n)}"
     elif frechet:
-        classifier, note = _frechet_classifier(cfg, data_dir, cache_dir, classifier_epochs, classifier_limit,
-                                               device, log)
-    result = evaluate_model(model, images, binarize=cfg.data.binarize, likelihood=cfg.model.likelihood,
-                            k=iwae_k, chunk=chunk, batch_size=batch_size or cfg.train.eval_batch_size, seed=seed,
-                            classifier=classifier, frechet_n=frechet_n, frechet_note=note)
-    result = {"split": split, **result, "dataset": cfg.data.name, "preset": cfg.preset,
-              "classes": list(cfg.data.classes) if cfg.data.classes is not None else None}
+        classifier, note = _frechet_classifier(
+            cfg,
+            data_dir,
+            cache_dir,
+            classifier_epochs,
+            classifier_limit,
+            device,
+            log,
+            Reporter("evaluating", enabled=progress),
+        )
+    result = evaluate_model(
+        model,
+        images,
+        binarize=cfg.data.binarize,
+        likelihood=cfg.model.likelihood,
+        k=iwae_k,
+        chunk=chunk,
+        batch_size=batch_size or cfg.train.eval_batch_size,
+        seed=seed,
+        classifier=classifier,
+        frechet_n=frechet_n,
+        frechet_note=note,
+        progress=Reporter("evaluating", enabled=progress),
+    )
+    result = {
+        "split": split,
+        **result,
+        "dataset": cfg.data.name,
+        "preset": cfg.preset,
+        "classes": list(cfg.data.classes) if cfg.data.classes is not None else None,
+        "device": str(model.device),
+    }  # the numbers are reproducible for a seed on a device
     if write:
         save_evaluation(run, result)
     return result
 
 
 def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
-    """Write `evaluate`'s result as RUN/eval.json (atomically), which the report reads."""
+    """Keep `evaluate`'s result (atomically): in RUN/evals/<split>-k<K>-seed<S>-n<N>[-fd<N>].json, with when
+    and by which torch and vaelab it was saved, where an evaluation with other settings never replaces it;
+    and as RUN/eval.json, the latest. The report reads them all (`runfiles.read_evals`)."""
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    saved = {
+        **result,
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "vaelab_version": __version__,
+    }
+    write_text(run_dir / EVALS_DIR / eval_name(result), json.dumps(saved, indent=1) + "\n")
     return write_text(run_dir / "eval.json", json.dumps(result, indent=1) + "\n")
 
 
-def _frechet_classifier(cfg: RunConfig, data_dir, cache_dir, epochs: int, train_limit: int | None, device: str,
-                        log) -> tuple[Any, str | None]:
+def _frechet_classifier(
+    cfg: RunConfig,
+    data_dir,
+    cache_dir,
+    epochs: int,
+    train_limit: int | None,
+    device: str,
+    log,
+    progress: Reporter = QUIET,
+) -> tuple[Any, str | None]:
     """The dataset's cached classifier, or (None, why there is none)."""
     raw = dataclasses.replace(cfg.data, binarize="none")  # the dataset as it is, every class
     train = load_split(raw, "train", data_dir)
@@ -162,8 +286,17 @@ def _frechet_classifier(cfg: RunConfig, data_dir, cache_dir, epochs: int, train_
     test = load_split(raw, "test", data_dir)
     if test.labels is None or len(torch.unique(train.labels)) < 2:
         return None, f"{raw.name} needs at least two labelled classes to train the feature classifier on"
-    return load_or_train(raw.name, train, test, cache_dir=cache_dir, epochs=epochs, train_limit=train_limit,
-                         device=device, log=log), None
+    return load_or_train(
+        raw.name,
+        train,
+        test,
+        cache_dir=cache_dir,
+        epochs=epochs,
+        train_limit=train_limit,
+        device=device,
+        log=log,
+        progress=progress,
+    ), None
 
 
 def presets() -> dict[str, RunConfig]:
@@ -171,11 +304,25 @@ def presets() -> dict[str, RunConfig]:
     return {name: PRESETS[name].config for name in PRESETS.names()}
 
 
-def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, dataset: str | None = None,
-                   split: str = "test", score: str = "elbo", k: int = 100, limit: int | None = None,
-                   normal_classes=None, output: str | Path | None = None, seed: int = 0,
-                   batch_size: int | None = None, chunk: int | None = None, data_dir: str | Path | None = None,
-                   device: str = "cpu") -> _anomaly.AnomalyResult:
+def anomaly_scores(
+    run: str | Path,
+    *,
+    input_dir: str | Path | None = None,
+    dataset: str | None = None,
+    split: str = "test",
+    score: str = "elbo",
+    k: int = 100,
+    limit: int | None = None,
+    normal_classes=None,
+    output: str | Path | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    chunk: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    grid: str | Path | None = None,
+) -> _anomaly.AnomalyResult:
     """Anomaly score per image (higher = more anomalous): -ELBO or -IWAE_k in nats under a trained run.
 
     Images come from `input_dir` (every image file under it, resized to the
@@ -184,7 +331,8 @@ def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, data
     run binarises). With `normal_classes` (label values) on labelled images,
     `auroc` is the AUROC of the scores separating the other classes
     (anomalies) from the normal ones. `output` writes a CSV (index, file
-    when from a folder, label when known, score).
+    when from a folder, label when known, score). `progress` shows the scoring's on standard error.
+    `grid` writes a PNG of the 8 most and the 8 least anomalous images, each captioned with its score.
     """
     if (input_dir is None) == (dataset is None):
         raise VaelabError("give exactly one of --input DIR and --dataset NAME")
@@ -196,8 +344,9 @@ def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, data
     if batch_size is not None:
         checks.whole("batch_size", batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.seed("seed", seed)
-    if output is not None:
-        check_can_write(output)  # before the scoring, not after it
+    for path in (output, grid):
+        if path is not None:
+            check_can_write(path)  # before the scoring, not after it
     model = load_model(run, device=device)
     cfg: RunConfig = model.config
     c, h, w = model.image_shape
@@ -206,18 +355,30 @@ def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, data
         images, files, labels = _anomaly.read_image_folder(input_dir, model.image_shape)
     else:
         resizable = dataset.startswith(("folder:", "shapes"))
-        data = load_images(dataset, split, data_dir=data_dir, image_size=h if resizable else None,
-                           grayscale=dataset.startswith("folder:") and c == 1)
+        data = load_images(
+            dataset,
+            split,
+            data_dir=data_dir,
+            image_size=h if resizable else None,
+            grayscale=dataset.startswith("folder:") and c == 1,
+        )
         if data.image_shape != tuple(model.image_shape):
-            raise VaelabError(f"{dataset} images are {'x'.join(map(str, data.image_shape))} but the run's model "
-                              f"takes {'x'.join(map(str, model.image_shape))}")
+            raise VaelabError(
+                f"{dataset} images are {'x'.join(map(str, data.image_shape))} but the run's model "
+                f"takes {'x'.join(map(str, model.image_shape))}"
+            )
         images, labels = data.images, data.labels
     if limit is not None:
         images, files = images[:limit], files[:limit] if files else None
         labels = labels[:limit] if labels is not None else None
     if score == "iwae":
-        checks.iwae_memory(k, chunk or default_chunk(model.device), batch_size or cfg.train.eval_batch_size,
-                           len(images), model.image_shape)
+        checks.iwae_memory(
+            k,
+            chunk or default_chunk(model.device),
+            batch_size or cfg.train.eval_batch_size,
+            len(images),
+            model.image_shape,
+        )
     if cfg.data.binarize == "static":
         images = binarize_static(images)
 
@@ -228,16 +389,31 @@ def anomaly_scores(run: str | Path, *, input_dir: str | Path | None = None, data
             raise VaelabError("--normal-classes needs labelled images (a labelled dataset, or class subfolders)")
         anomalous = ~torch.isin(labels, torch.tensor(normal))
         if anomalous.all() or not anomalous.any():
-            raise VaelabError(f"--normal-classes {','.join(map(str, normal))} leaves "
-                              f"{'no normal' if anomalous.all() else 'no anomalous'} images to compare")
-    scores = _anomaly.anomaly_scores(model, images, score=score, k=k, chunk=chunk,
-                                     batch_size=batch_size or cfg.train.eval_batch_size, seed=seed,
-                                     dynamic_binarize=cfg.data.binarize == "dynamic")
+            raise VaelabError(
+                f"--normal-classes {','.join(map(str, normal))} leaves "
+                f"{'no normal' if anomalous.all() else 'no anomalous'} images to compare"
+            )
+    scores = _anomaly.anomaly_scores(
+        model,
+        images,
+        score=score,
+        k=k,
+        chunk=chunk,
+        batch_size=batch_size or cfg.train.eval_batch_size,
+        seed=seed,
+        dynamic_binarize=cfg.data.binarize == "dynamic",
+        progress=Reporter("scoring", enabled=progress),
+    )
     if normal is not None:
         auroc = _anomaly.auroc(scores, anomalous)
     result = _anomaly.AnomalyResult(scores, score, k if score == "iwae" else None, labels, files, normal, auroc)
     if output is not None:
         result = dataclasses.replace(result, output=_anomaly.write_csv(result, output))
+    if grid is not None:
+        from .viz.anomaly import write_anomaly_grid  # matplotlib, only when a picture is asked for
+
+        what = "-ELBO" if score == "elbo" else f"-IWAE bound (k={k})"
+        result = dataclasses.replace(result, grid=write_anomaly_grid(images, scores, grid, what=what, labels=labels))
     return result
 
 
@@ -251,9 +427,18 @@ def plot(run: str | Path, **options: Any) -> list[Path]:
     return plot_run(run, **options)
 
 
-def report(run: str | Path, *, refresh: bool = False, evaluate_missing: bool = True, device: str = "cpu",
-           data_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
-    """Write RUN/report.html, drawing the pictures and evaluating first where the run lacks them."""
+def report(
+    run: str | Path,
+    *,
+    refresh: bool = False,
+    evaluate_missing: bool = True,
+    device: str = "cpu",
+    data_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Path:
+    """Write RUN/report.html, drawing the pictures and evaluating first (`progress`: as `evaluate`'s)
+    where the run lacks them."""
     from .report import write_report
 
     path = Path(run)
@@ -262,5 +447,5 @@ def report(run: str | Path, *, refresh: bool = False, evaluate_missing: bool = T
         plot(path, device=device, data_dir=data_dir, log=log)
     if evaluate_missing and (refresh or not (path / "eval.json").exists()):
         log("evaluating (writes eval.json) ...")
-        evaluate(path, device=device, data_dir=data_dir, log=log)
+        evaluate(path, device=device, data_dir=data_dir, log=log, progress=progress)
     return write_report(path, log=log)

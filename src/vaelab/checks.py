@@ -21,11 +21,12 @@ from .errors import VaelabError
 # numbers), numpy refuses seeds above 2**32 - 1, and the per-step noise seed packs the run's seed
 # into 32 bits (`models.noise.step_seed`): larger seeds would silently repeat smaller ones.
 SEED_MAX = 2**32 - 1
-MAX_IMAGE_SIZE = 1024        # folder: and shapes images, per side: 3 MB per RGB image as uint8, 12 MB as floats
-MAX_LATENT_DIM = 65_536      # above the pixel count of a 128x128 RGB image: a larger code is no compression
-MAX_BATCH_SIZE = 1 << 20     # images per batch: a sanity bound, 17x MNIST's 60,000 (a batch holds at most the set)
-MAX_SAMPLE_GRID = 1024       # fixed-noise samples drawn and saved as one grid after every epoch (32 x 32)
-MAX_LATENT_RANGE = 1000.0    # `plot --range`: N(0, 1) has no mass past ~40; float32 decoders stay finite here
+MAX_IMAGE_SIZE = 1024  # folder: and shapes images, per side: 3 MB per RGB image as uint8, 12 MB as floats
+MAX_LATENT_DIM = 65_536  # above the pixel count of a 128x128 RGB image: a larger code is no compression
+MAX_BATCH_SIZE = 1 << 20  # images per batch: a sanity bound, 17x MNIST's 60,000 (a batch holds at most the set)
+MAX_SAMPLE_GRID = 1024  # fixed-noise samples drawn and saved as one grid after every epoch (32 x 32)
+MAX_LATENT_RANGE = 1000.0  # `plot --range`: N(0, 1) has no mass past ~40; float32 decoders stay finite here
+MAX_THREADS = 1024  # CPU threads: more than any machine has cores
 FLOAT32_BYTES = 4
 
 
@@ -37,8 +38,9 @@ def whole(name: str | None, value: object, *, low: int | None = None, high: int 
     return int(value)
 
 
-def real(name: str | None, value: object, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False) -> float:
+def real(
+    name: str | None, value: object, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> float:
     """`value` as a float if it is a finite real number (not a bool) with low <= value <= high
     (low < value with `low_open`)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -72,8 +74,9 @@ def memory(what: str, nbytes: int) -> None:
     """Refuse `what` when the `nbytes` it needs at least are more than the machine's memory."""
     available = machine_memory()
     if available is not None and nbytes > available:
-        raise VaelabError(f"{what} would need at least {size_text(nbytes)} of memory; this machine has "
-                          f"{size_text(available)}")
+        raise VaelabError(
+            f"{what} would need at least {size_text(nbytes)} of memory; this machine has {size_text(available)}"
+        )
 
 
 def machine_memory() -> int | None:
@@ -112,8 +115,10 @@ def iwae_memory(k: int, chunk: int, batch_size: int, n_images: int, image_shape:
     """
     b = max(1, min(batch_size, n_images))
     pairs = min(k, max(1, chunk // b)) * min(b, chunk)  # (image, sample) pairs per decoder pass
-    memory(f"the IWAE bound with k={k} and chunk={chunk} on batches of {b} images",
-           (k * b + 2 * pairs * math.prod(image_shape)) * FLOAT32_BYTES)
+    memory(
+        f"the IWAE bound with k={k} and chunk={chunk} on batches of {b} images",
+        (k * b + 2 * pairs * math.prod(image_shape)) * FLOAT32_BYTES,
+    )
 
 
 def _bounds(name: str | None, value: float, low: float | None, high: float | None, *, low_open: bool) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import checks
+from . import checks, plugins
 from .errors import VaelabError
 
 
@@ -31,7 +31,8 @@ class DataConfig:
     binarize: Literal["none", "static", "dynamic"] = "none"
     image_size: int | None = None  # folder and shapes only
     grayscale: bool = False  # folder only
-    val_size: int = 5000  # images carved from train for validation; 0: validate on test
+    val_size: int | None = None  # images carved from train for validation (None: 5000, or a tenth of a smaller
+    #                              training set); 0: validate on test
     split_seed: int = 0  # fixes which train images become the validation split
     limit: int | None = None  # train on the first N (non-validation) training images
     classes: tuple[int, ...] | None = None  # keep only images with these labels (train and validation)
@@ -80,13 +81,15 @@ class TrainConfig:
     grad_clip: float | None = None  # clip the gradient's global norm to this
     skip_grad_norm: float | None = None  # skip updates whose gradient norm is above this (VDVAE)
     max_skips: int = 20  # stop after this many consecutive skipped (non-finite) updates
+    threads: int | None = None  # CPU threads; None: chosen for the machine (vaelab.runtime.resolve_threads)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything needed to rebuild a run's model and repeat its training."""
 
-    preset: str = "custom"
+    preset: str = "custom"  # a preset's name, or custom-<encoder>[-<decoder>] for networks not the preset's
+    plugins: tuple[str, ...] = ()  # the modules outside vaelab that registered its parts (vaelab.plugins)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -106,6 +109,9 @@ def validate(cfg: RunConfig) -> None:
     hand-edited one (latent_dim 10**12) is refused before anything is built.
     """
     d, m, o, t = cfg.data, cfg.model, cfg.objective, cfg.train
+    for module in cfg.plugins:
+        if not plugins.is_module_name(module):
+            raise VaelabError(f"plugins must list module names such as mynets or mypackage.nets, not {module!r}")
     checks.whole("model.latent_dim", m.latent_dim, low=1, high=checks.MAX_LATENT_DIM)
     checks.real("model.sigma", m.sigma, low=0, low_open=True)
     checks.real("objective.beta", o.beta, low=0)
@@ -116,13 +122,16 @@ def validate(cfg: RunConfig) -> None:
     checks.seed("train.seed", t.seed)
     checks.whole("train.sample_grid", t.sample_grid, low=0, high=checks.MAX_SAMPLE_GRID)
     checks.whole("train.max_skips", t.max_skips, low=1)
+    if t.threads is not None:
+        checks.whole("train.threads", t.threads, low=1, high=checks.MAX_THREADS)
     if t.checkpoint_every is not None:
         checks.whole("train.checkpoint_every", t.checkpoint_every, low=1)
     if t.grad_clip is not None:
         checks.real("train.grad_clip", t.grad_clip, low=0, low_open=True)
     if t.skip_grad_norm is not None:
         checks.real("train.skip_grad_norm", t.skip_grad_norm, low=0, low_open=True)
-    checks.whole("data.val_size", d.val_size, low=0)
+    if d.val_size is not None:
+        checks.whole("data.val_size", d.val_size, low=0)
     checks.seed("data.split_seed", d.split_seed)
     if d.limit is not None:
         checks.whole("data.limit", d.limit, low=1)
@@ -165,15 +174,17 @@ def _section_from_dict(cls: type, values: dict[str, Any], base: Any, where: str)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise VaelabError(f"unknown key{'s' if len(unknown) > 1 else ''} in [{where}]: {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(names))})")
+        raise VaelabError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} in [{where}]: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(names))})"
+        )
     checked = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in values.items()}
     return dataclasses.replace(base, **checked)
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """Apply `{"section": {"key": value}}` (or `{"preset": ...}`) on top of `cfg`, strictly."""
-    unknown = sorted(set(overrides) - set(SECTIONS) - {"preset"})
+    unknown = sorted(set(overrides) - set(SECTIONS) - {"preset", "plugins"})
     if unknown:
         raise VaelabError(f"unknown config section(s): {', '.join(unknown)} (known: {', '.join(SECTIONS)})")
     changes: dict[str, Any] = {}
@@ -184,6 +195,8 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
             changes[name] = _section_from_dict(cls, overrides[name], getattr(cfg, name), name)
     if "preset" in overrides:
         changes["preset"] = _check_type(overrides["preset"], str, "preset")
+    if "plugins" in overrides:
+        changes["plugins"] = _check_type(overrides["plugins"], tuple[str, ...], "plugins")
     return dataclasses.replace(cfg, **changes)
 
 
@@ -275,11 +288,18 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "grad_clip": ("train", "grad_clip"),
     "skip_grad_norm": ("train", "skip_grad_norm"),
     "max_skips": ("train", "max_skips"),
+    "threads": ("train", "threads"),
 }
 
 # Settings a resumed run may change: they do not alter the numbers it produces.
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device"), ("train", "eval_batch_size"),
-                     ("train", "checkpoint_every"), ("train", "max_skips")}
+RESUMABLE_CHANGES = {
+    ("train", "epochs"),
+    ("train", "device"),
+    ("train", "eval_batch_size"),
+    ("train", "checkpoint_every"),
+    ("train", "max_skips"),
+    ("train", "threads"),
+}
 
 
 def nest_overrides(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

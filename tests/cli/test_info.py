@@ -6,10 +6,29 @@ from vaelab.cli import main
 def test_presets_lists_seed_and_parameter_counts(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    for name, params in [("mlp2", "404,244"), ("keras-conv2", "550,629"), ("cvae2", "69,989"),
-                         ("conv16", "228,193"), ("cifar128", "8,155,075")]:
+    for name, params in [
+        ("mlp2", "404,244"),
+        ("keras-conv2", "550,629"),
+        ("cvae2", "69,989"),
+        ("conv16", "228,193"),
+        ("cifar128", "8,155,075"),
+    ]:
         line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
         assert params in line and "seed 00" in line
+
+
+def test_presets_lists_epochs_and_batch_size(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name, schedule in [
+        ("mlp2", "10 epochs, batch 64"),
+        ("keras-conv2", "10 epochs, batch 256"),
+        ("cvae2", "10 epochs, batch 32"),
+        ("conv16", "30 epochs, batch 128"),
+        ("cifar128", "100 epochs, batch 128"),
+    ]:
+        line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+        assert schedule in line, line
 
 
 def test_datasets_reports_presence(capsys, tmp_path, cifar_root):

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from clihelp import one_line_error
-from fsfaults import fail_writes, fill, tmpfs
 from vaelab.cli import main
 from vaelab.data.imageset import ImageSet
 from vaelab.errors import VaelabError
 from vaelab.evaluation import classifier
+
+from clihelp import one_line_error
+from fsfaults import fail_writes, fill, tmpfs
 
 
 @pytest.fixture
@@ -107,6 +108,7 @@ def test_a_failed_plot_leaves_no_empty_plots_folder(run, capsys, monkeypatch):
 
 def test_os_errors_left_uncaught_still_give_one_line(run, capsys, monkeypatch):
     """The boundary's last net: any OSError (here from reading a dataset) is one line naming the file."""
+
     def unreadable(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/data/mnist/train-images-idx3-ubyte.gz")
 

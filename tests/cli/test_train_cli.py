@@ -24,10 +24,30 @@ def test_each_mnist_preset_trains_and_samples(preset, data_root, tmp_path, capsy
     assert Image.open(tmp_path / "s.png").size == (2 * (3 * 29 + 1),) * 2  # 3x3 tiles, 1px borders, x2
 
 
+@pytest.mark.slow
 def test_cifar128_trains_on_a_cifar_format_fixture(cifar_root, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--preset", "cifar128", "--out", str(out), "--data-dir", str(cifar_root),
-                 "--epochs", "1", "--val-size", "8", "--batch-size", "16", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "cifar128",
+                "--out",
+                str(out),
+                "--data-dir",
+                str(cifar_root),
+                "--epochs",
+                "1",
+                "--val-size",
+                "8",
+                "--batch-size",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     _check_run(out, epochs=1, image_size=32 * 2)
     assert Image.open(out / "samples" / "epoch_0001.png").mode == "RGB"
     assert main(["evaluate", str(out), "--json", "--data-dir", str(cifar_root)]) == 0
@@ -51,8 +71,10 @@ def _check_run(out, epochs, image_size):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("runs") / "mlp2"
-    assert main(["train", "--preset", "mlp2", "--out", str(out), "--data-dir", str(data_root), *SMALL,
-                 "--epochs", "2"]) == 0
+    assert (
+        main(["train", "--preset", "mlp2", "--out", str(out), "--data-dir", str(data_root), *SMALL, "--epochs", "2"])
+        == 0
+    )
     return out
 
 
@@ -72,12 +94,13 @@ def test_evaluate_json_is_deterministic_per_seed(trained, data_root, capsys):
 def test_reconstruct_writes_originals_over_reconstructions(trained, data_root, tmp_path):
     out = tmp_path / "r.png"
     assert main(["reconstruct", str(trained), "-n", "8", "-o", str(out), "--data-dir", str(data_root)]) == 0
-    img = Image.open(out)
-    assert img.size == (2 * (8 * 29 + 1), 2 * (2 * 29 + 1))
+    img = Image.open(out)  # one group: 8 originals over their 8 reconstructions, each 28 px upscaled 2x at least,
+    assert img.width > 8 * 28 * 2 and 2 * 28 * 2 < img.height < 8 * 28 * 2  # labelled rows and a title
 
 
 def test_resume_continues_to_more_epochs(trained, data_root, tmp_path, capsys):
     import shutil
+
     run = tmp_path / "copy"
     shutil.copytree(trained, run)
     assert main(["train", "--resume", str(run), "--epochs", "3", "--data-dir", str(data_root), "--no-progress"]) == 0
@@ -92,9 +115,12 @@ def test_resume_matches_an_uninterrupted_run(data_root, tmp_path):
     common = ["--preset", "cvae2", "--data-dir", str(data_root), "--device", "cpu", *SMALL]
     assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "a")]) == 0
     assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
-    assert main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2", "--data-dir", str(data_root),
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", "--resume", str(tmp_path / "b"), "--epochs", "2", "--data-dir", str(data_root), "--no-progress"])
+        == 0
+    )
     from vaelab import load
+
     a, b = load(tmp_path / "a"), load(tmp_path / "b")
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), k

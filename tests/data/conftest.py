@@ -9,9 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from datafiles import closed_port
 
 from vaelab.data import download
+
+from datafiles import closed_port
 
 # Read before the autouse fixture below clears it for every test.
 _REAL_DATA_DIR = os.environ.get("VAELAB_DATA_DIR")

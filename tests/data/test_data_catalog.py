@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from datafiles import write_cifar_like, write_mnist_like
 
 from vaelab.data import ImageSet, dataset_names, dataset_status, load_images, resolve_data_root
 from vaelab.data import root as root_module
 from vaelab.data.download import CHECKSUMS
 from vaelab.errors import VaelabError
+
+from datafiles import write_cifar_like, write_mnist_like
 
 
 def test_dataset_names():

@@ -10,12 +10,13 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from datafiles import md5_of, write_cifar_like
 
 from vaelab.data import cifar, load_images
 from vaelab.data.cifar import BATCH_DIR, CLASS_NAMES, TAR_NAME, load_pickle
 from vaelab.data.download import CHECKSUMS, MIRRORS
 from vaelab.errors import VaelabError
+
+from datafiles import md5_of, write_cifar_like
 
 
 def test_batches_load_with_the_right_layout(tmp_path):

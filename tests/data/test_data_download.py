@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from datafiles import closed_port, md5_of, write_idx, write_mnist_like
 
 from vaelab.data import load_images
 from vaelab.data.download import CHECKSUMS, MIRRORS, ensure_file
 from vaelab.errors import VaelabError
+
+from datafiles import closed_port, md5_of, write_idx, write_mnist_like
 
 NAME = "train-labels-idx1-ubyte.gz"
 
@@ -95,3 +96,22 @@ def test_unwritable_root_is_a_user_error(tmp_path, monkeypatch):
     blocker.write_text("not a folder")
     with pytest.raises(VaelabError, match="cannot create"):
         ensure_file("mnist", NAME, blocker / "mnist", download=True)
+
+
+def test_datasets_download_fetches_every_split_ahead_of_time(http_root, tmp_path, monkeypatch, capsys):
+    from vaelab.cli import main
+
+    folder, base = http_root
+    arrays = write_mnist_like(folder)
+    monkeypatch.setitem(CHECKSUMS, "mnist", {name: md5_of(folder / name) for name in arrays})
+    monkeypatch.setitem(MIRRORS, "mnist", (base,))
+    assert main(["datasets", "--download", "mnist", "shapes", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"mnist: ready in {tmp_path / 'mnist'}" in out and "shapes: nothing to download" in out
+    assert sorted(os.listdir(tmp_path / "mnist")) == sorted(arrays)
+    assert "mnist          present" in out  # the table that follows says so
+
+
+def test_offline_error_names_the_environment_variable(tmp_path):
+    with pytest.raises(VaelabError, match="VAELAB_DATA_DIR"):
+        load_images("mnist", "test", data_dir=tmp_path)

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datafiles import idx_bytes, write_cifar_like
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -35,6 +34,8 @@ from vaelab.data.cifar import BATCH_DIR, CLASS_NAMES, TAR_NAME
 from vaelab.data.download import CHECKSUMS
 from vaelab.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_pair
 from vaelab.errors import VaelabError
+
+from datafiles import idx_bytes, write_cifar_like
 
 EXAMPLES = int(os.environ.get("VAELAB_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
@@ -245,7 +246,7 @@ def _fix_png_crcs(data: bytes) -> bytes:
         if end + 4 > len(data):
             break
         body = data[pos + 4 : end]
-        out += data[pos : end] + struct.pack(">I", zlib.crc32(body))
+        out += data[pos:end] + struct.pack(">I", zlib.crc32(body))
         pos = end + 4
     return bytes(out + data[pos:])
 
@@ -258,7 +259,7 @@ def _check_folder(raw: bytes, name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, name).write_bytes(raw)
         for skip in (False, True):
-            got = _refused_or(lambda: load_images(f"folder:{tmp}", "train", image_size=8, skip_bad_files=skip))
+            got = _refused_or(lambda s=skip: load_images(f"folder:{tmp}", "train", image_size=8, skip_bad_files=s))
             if got is not None:
                 assert got.images.shape == (1, 3, 8, 8) and got.images.dtype == torch.uint8
 

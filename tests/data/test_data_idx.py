@@ -7,12 +7,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from datafiles import idx_bytes, write_idx, write_mnist_like
 
 from vaelab.data import load_images
 from vaelab.data.download import CHECKSUMS
 from vaelab.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_pair
 from vaelab.errors import VaelabError
+
+from datafiles import idx_bytes, write_idx, write_mnist_like
 
 
 def test_round_trip(tmp_path):

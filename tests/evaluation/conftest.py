@@ -27,6 +27,17 @@ def mnist_run(tmp_path_factory, data_root):
 def binary_run(tmp_path_factory):
     """mlp2 on statically binarised 16x16 shapes, one epoch (Bernoulli on binary data: bits/dim defined)."""
     out = tmp_path_factory.mktemp("runs") / "shapes-binary"
-    vaelab.train("mlp2", dataset="shapes", image_size=16, binarize="static", latent_dim=4, epochs=1, limit=512,
-                 val_size=64, batch_size=64, out=out, **QUIET)
+    vaelab.train(
+        "mlp2",
+        dataset="shapes",
+        image_size=16,
+        binarize="static",
+        latent_dim=4,
+        epochs=1,
+        limit=512,
+        val_size=64,
+        batch_size=64,
+        out=out,
+        **QUIET,
+    )
     return out

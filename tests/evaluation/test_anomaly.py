@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import vaelab
-from clihelp import one_line_error
 from vaelab.cli import main
 from vaelab.evaluation.anomaly import auroc
+
+from clihelp import one_line_error
 
 
 def brute_force_auroc(scores, positive) -> float:
@@ -27,8 +28,11 @@ def brute_force_auroc(scores, positive) -> float:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=2, max_size=40)
-       .filter(lambda xs: 0 < sum(p for _, p in xs) < len(xs)))
+@given(
+    st.lists(st.tuples(st.integers(-3, 3), st.booleans()), min_size=2, max_size=40).filter(
+        lambda xs: 0 < sum(p for _, p in xs) < len(xs)
+    )
+)
 def test_auroc_equals_the_pairwise_count_with_ties(items):
     scores, positive = [float(s) for s, _ in items], [p for _, p in items]
     assert auroc(scores, positive) == pytest.approx(brute_force_auroc(scores, positive), abs=1e-12)
@@ -47,8 +51,25 @@ def test_auroc_extremes_and_errors():
 
 def test_cli_dataset_with_normal_classes_writes_csv(capsys, tmp_path, mnist_run, data_root):
     out = tmp_path / "scores.csv"
-    assert main(["anomaly", str(mnist_run), "--dataset", "mnist", "--limit", "120", "--normal-classes", "1",
-                 "-o", str(out), "--data-dir", str(data_root)]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                str(mnist_run),
+                "--dataset",
+                "mnist",
+                "--limit",
+                "120",
+                "--normal-classes",
+                "1",
+                "-o",
+                str(out),
+                "--data-dir",
+                str(data_root),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "120 images scored by -ELBO" in text and "AUROC" in text and str(out) in text
     rows = list(csv.DictReader(out.open()))
@@ -75,8 +96,25 @@ def test_cli_input_folder_with_class_subfolders(capsys, tmp_path, mnist_run):
             pixels = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "imgs" / cls / f"{i}.png")
     out = tmp_path / "s.csv"
-    assert main(["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs"), "--score", "iwae", "--k", "4",
-                 "--normal-classes", "0", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                str(mnist_run),
+                "--input",
+                str(tmp_path / "imgs"),
+                "--score",
+                "iwae",
+                "--k",
+                "4",
+                "--normal-classes",
+                "0",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(out.open()))
     assert [r["file"] for r in rows] == [f"{c}/{i}.png" for c in "ab" for i in range(3)]
     assert [r["label"] for r in rows] == ["0"] * 3 + ["1"] * 3
@@ -92,18 +130,19 @@ def test_cli_without_output_prints_the_most_anomalous(capsys, tmp_path, mnist_ru
     assert "3 images scored" in out and "most anomalous: x" in out and "AUROC" not in out
 
 
-
-
-@pytest.mark.parametrize("extra, needle", [
-    ([], "one of the arguments --input --dataset is required"),
-    (["--dataset", "mnist", "--input", "x"], "not allowed with"),
-    (["--dataset", "mnist", "--k", "0"], "must be >= 1"),
-    (["--dataset", "mnist", "--score", "likelihood"], "invalid choice"),
-    (["--dataset", "mnist", "--normal-classes", "one"], "expected label values"),
-    (["--dataset", "nosuchset"], "nosuchset"),
-    (["--input", "/nonexistent/dir"], "not a folder"),
-    (["--dataset", "mnist", "--limit", "5", "--normal-classes", "0,1,2,3,4,5,6,7,8,9"], "no anomalous"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        ([], "one of the arguments --input --dataset is required"),
+        (["--dataset", "mnist", "--input", "x"], "not allowed with"),
+        (["--dataset", "mnist", "--k", "0"], "must be >= 1"),
+        (["--dataset", "mnist", "--score", "likelihood"], "invalid choice"),
+        (["--dataset", "mnist", "--normal-classes", "one"], "expected label values"),
+        (["--dataset", "nosuchset"], "nosuchset"),
+        (["--input", "/nonexistent/dir"], "not a folder"),
+        (["--dataset", "mnist", "--limit", "5", "--normal-classes", "0,1,2,3,4,5,6,7,8,9"], "no anomalous"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(capsys, mnist_run, data_root, extra, needle):
     assert needle in one_line_error(capsys, ["anomaly", str(mnist_run), "--data-dir", str(data_root)] + extra)
 
@@ -125,6 +164,7 @@ def test_normal_classes_need_labels(capsys, tmp_path, mnist_run):
     (tmp_path / "imgs").mkdir()
     for i in range(2):
         Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
-    err = one_line_error(capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs"),
-                                   "--normal-classes", "0"])
+    err = one_line_error(
+        capsys, ["anomaly", str(mnist_run), "--input", str(tmp_path / "imgs"), "--normal-classes", "0"]
+    )
     assert "needs labelled images" in err

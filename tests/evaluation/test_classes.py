@@ -27,10 +27,17 @@ def test_toml_and_dict_round_trip_with_a_list(tmp_path):
     assert "classes" not in to_dict(vaelab.resolve_config("mlp2"))  # unset stays out of the file
 
 
-@pytest.mark.parametrize("value, needle", [
-    (3, "must be a list"), ("0,1", "must be a list"), ([0, "1"], r"data.classes\[1\] must be of type int"),
-    ([True], r"data.classes\[0\] must be of type int"), ([], "non-empty"), ([-1], "non-empty list of label values"),
-])
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        (3, "must be a list"),
+        ("0,1", "must be a list"),
+        ([0, "1"], r"data.classes\[1\] must be of type int"),
+        ([True], r"data.classes\[0\] must be of type int"),
+        ([], "non-empty"),
+        ([-1], "non-empty list of label values"),
+    ],
+)
 def test_bad_classes_are_errors(value, needle):
     with pytest.raises(vaelab.VaelabError, match=needle):
         apply_overrides(RunConfig(), {"data": {"classes": value}})
@@ -59,8 +66,31 @@ def test_unknown_class_and_unlabelled_data_are_one_line_errors(tmp_path):
 
 def test_cli_flag_trains_on_those_classes_and_evaluate_follows(capsys, tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "--preset", "mlp2", "--dataset", "shapes", "--image-size", "16", "--classes", "3",
-                 "--limit", "64", "--val-size", "64", "--epochs", "1", "--out", str(run), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "mlp2",
+                "--dataset",
+                "shapes",
+                "--image-size",
+                "16",
+                "--classes",
+                "3",
+                "--limit",
+                "64",
+                "--val-size",
+                "64",
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "classes = [3]" in (run / "config.toml").read_text()
     assert vaelab.Run(run).config.data.classes == (3,)
     r = vaelab.evaluate(run, iwae_k=0, frechet=False)

@@ -15,9 +15,33 @@ from vaelab.api import _frechet_classifier
 from vaelab.cli import main
 from vaelab.evaluation.summary import bits_per_dim_note
 
-KEYS = {"split", "n", "seed", "elbo", "recon", "kl", "k", "nll_iwae", "iwae_gap", "bits_per_dim", "bits_per_dim_from",
-        "bits_per_dim_note", "recon_mse", "latent_dim", "active_units", "kl_per_dim", "frechet_distance", "frechet_n",
-        "frechet_classifier", "frechet_classifier_accuracy", "frechet_note", "dataset", "preset", "classes"}
+KEYS = {
+    "split",
+    "n",
+    "seed",
+    "elbo",
+    "recon",
+    "kl",
+    "k",
+    "nll_iwae",
+    "iwae_gap",
+    "bits_per_dim",
+    "bits_per_dim_from",
+    "bits_per_dim_note",
+    "recon_mse",
+    "latent_dim",
+    "active_units",
+    "kl_per_dim",
+    "frechet_distance",
+    "frechet_n",
+    "frechet_classifier",
+    "frechet_classifier_accuracy",
+    "frechet_note",
+    "dataset",
+    "preset",
+    "classes",
+    "device",
+}
 
 
 def _json(capsys, argv) -> dict:
@@ -27,8 +51,21 @@ def _json(capsys, argv) -> dict:
 
 def test_json_has_every_key_and_matches_eval_json(capsys, tmp_path, mnist_run, data_root):
     run = shutil.copytree(mnist_run, tmp_path / "run")
-    out = _json(capsys, ["evaluate", str(run), "--limit", "40", "--iwae-k", "20", "--no-frechet", "--json",
-                         "--data-dir", str(data_root)])
+    out = _json(
+        capsys,
+        [
+            "evaluate",
+            str(run),
+            "--limit",
+            "40",
+            "--iwae-k",
+            "20",
+            "--no-frechet",
+            "--json",
+            "--data-dir",
+            str(data_root),
+        ],
+    )
     assert set(out) == KEYS
     assert out["n"] == 40 and out["k"] == 20 and out["latent_dim"] == 2 and len(out["kl_per_dim"]) == 2
     assert out["elbo"] < 0 and out["nll_iwae"] > 0 and out["recon_mse"] > 0
@@ -41,8 +78,18 @@ def test_json_has_every_key_and_matches_eval_json(capsys, tmp_path, mnist_run, d
 
 def test_deterministic_for_a_seed(capsys, tmp_path, mnist_run, data_root):
     run = shutil.copytree(mnist_run, tmp_path / "run")
-    argv = ["evaluate", str(run), "--limit", "30", "--iwae-k", "5", "--no-frechet", "--json", "--data-dir",
-            str(data_root)]
+    argv = [
+        "evaluate",
+        str(run),
+        "--limit",
+        "30",
+        "--iwae-k",
+        "5",
+        "--no-frechet",
+        "--json",
+        "--data-dir",
+        str(data_root),
+    ]
     first = _json(capsys, argv)
     assert _json(capsys, argv) == first
     other = _json(capsys, argv[:-2] + ["--seed", "1", "--data-dir", str(data_root)])
@@ -51,21 +98,33 @@ def test_deterministic_for_a_seed(capsys, tmp_path, mnist_run, data_root):
 
 def test_chunk_does_not_change_the_numbers(capsys, tmp_path, mnist_run, data_root):
     run = shutil.copytree(mnist_run, tmp_path / "run")
-    argv = ["evaluate", str(run), "--limit", "30", "--iwae-k", "9", "--no-frechet", "--json", "--data-dir",
-            str(data_root)]
+    argv = [
+        "evaluate",
+        str(run),
+        "--limit",
+        "30",
+        "--iwae-k",
+        "9",
+        "--no-frechet",
+        "--json",
+        "--data-dir",
+        str(data_root),
+    ]
     a, b = _json(capsys, argv + ["--chunk", "4"]), _json(capsys, argv + ["--chunk", "100000"])
     assert a["nll_iwae"] == pytest.approx(b["nll_iwae"], abs=1e-3)
 
 
 def test_text_output_is_a_few_aligned_lines(capsys, tmp_path, mnist_run, data_root):
     run = shutil.copytree(mnist_run, tmp_path / "run")
-    assert main(["evaluate", str(run), "--limit", "20", "--iwae-k", "0", "--no-frechet", "--data-dir",
-                 str(data_root)]) == 0
+    assert (
+        main(["evaluate", str(run), "--limit", "20", "--iwae-k", "0", "--no-frechet", "--data-dir", str(data_root)])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("mnist test: 20 images") and len(lines) == 7
     assert "skipped (--iwae-k 0)" in lines[2] and "not defined" in lines[3]
     end = lines[1].index("nats") + len("nats")  # values are right-aligned in one column, notes after it
-    assert all(line[end:end + 3] == "   " and line[end - 1] != " " for line in lines[1:])
+    assert all(line[end : end + 3] == "   " and line[end - 1] != " " for line in lines[1:])
     assert json.loads((run / "eval.json").read_text())["nll_iwae"] is None
 
 
@@ -79,25 +138,54 @@ def test_bits_per_dim_for_binarised_data(tmp_path, binary_run):
     assert r["active_units"] <= r["latent_dim"] == 4
 
 
-@pytest.mark.parametrize("binarize, likelihood, defined", [
-    ("static", "bernoulli", True), ("dynamic", "bernoulli", True), ("none", "bernoulli", False),
-    ("static", "gaussian", False), ("none", "gaussian", False),
-])
+@pytest.mark.parametrize(
+    "binarize, likelihood, defined",
+    [
+        ("static", "bernoulli", True),
+        ("dynamic", "bernoulli", True),
+        ("none", "bernoulli", False),
+        ("static", "gaussian", False),
+        ("none", "gaussian", False),
+    ],
+)
 def test_bits_per_dim_only_for_discrete_data(binarize, likelihood, defined):
     assert (bits_per_dim_note(binarize, likelihood) is None) == defined
 
 
 def test_frechet_end_to_end_with_a_small_classifier(tmp_path, mnist_run, data_root):
     run = shutil.copytree(mnist_run, tmp_path / "run")
-    r = vaelab.evaluate(run, limit=300, iwae_k=0, data_dir=data_root, cache_dir=tmp_path / "cache",
-                        classifier_epochs=1, classifier_limit=2000, frechet_n=256)
+    r = vaelab.evaluate(
+        run,
+        limit=300,
+        iwae_k=0,
+        data_dir=data_root,
+        cache_dir=tmp_path / "cache",
+        classifier_epochs=1,
+        classifier_limit=2000,
+        frechet_n=256,
+    )
     assert r["frechet_n"] == 256 and r["frechet_distance"] > 0 and r["frechet_note"] is None
     assert 0.5 < r["frechet_classifier_accuracy"] <= 1 and r["frechet_classifier"].startswith("mnist-")
-    again = vaelab.evaluate(run, limit=300, iwae_k=0, data_dir=data_root, cache_dir=tmp_path / "cache",
-                            classifier_epochs=1, classifier_limit=2000, frechet_n=256)
+    again = vaelab.evaluate(
+        run,
+        limit=300,
+        iwae_k=0,
+        data_dir=data_root,
+        cache_dir=tmp_path / "cache",
+        classifier_epochs=1,
+        classifier_limit=2000,
+        frechet_n=256,
+    )
     assert again["frechet_distance"] == r["frechet_distance"]  # cached classifier, seeded samples
-    few = vaelab.evaluate(run, limit=100, iwae_k=0, data_dir=data_root, cache_dir=tmp_path / "cache",
-                          classifier_epochs=1, classifier_limit=2000)
+    few = vaelab.evaluate(
+        run,
+        limit=100,
+        iwae_k=0,
+        data_dir=data_root,
+        cache_dir=tmp_path / "cache",
+        classifier_epochs=1,
+        classifier_limit=2000,
+    )
     assert few["frechet_distance"] is None and "at least 256" in few["frechet_note"]
 
 
@@ -105,21 +193,34 @@ def test_unlabelled_folder_has_no_frechet(tmp_path):
     for i in range(6):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     run = tmp_path / "run"
-    vaelab.train("mlp2", dataset=f"folder:{tmp_path}", image_size=8, grayscale=True, epochs=1, val_size=0,
-                 batch_size=4, out=run, progress=False, log=lambda line: None)
+    vaelab.train(
+        "mlp2",
+        dataset=f"folder:{tmp_path}",
+        image_size=8,
+        grayscale=True,
+        epochs=1,
+        val_size=0,
+        batch_size=4,
+        out=run,
+        progress=False,
+        log=lambda line: None,
+    )
     r = vaelab.evaluate(run, iwae_k=3)
     assert r["frechet_distance"] is None and "at least 256" in r["frechet_note"] and r["n"] == 1
     classifier, note = _frechet_classifier(vaelab.Run(run).config, None, tmp_path, 1, None, "cpu", None)
     assert classifier is None and "no labels" in note
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--iwae-k", "-1"], "must be >= 0"),
-    (["--iwae-k", "many"], "expected a whole number"),
-    (["--chunk", "0"], "must be >= 1"),
-    (["--frechet-n", "0"], "must be >= 1"),
-    (["--split", "val"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--iwae-k", "-1"], "must be >= 0"),
+        (["--iwae-k", "many"], "expected a whole number"),
+        (["--chunk", "0"], "must be >= 1"),
+        (["--frechet-n", "0"], "must be >= 1"),
+        (["--split", "val"], "invalid choice"),
+    ],
+)
 def test_bad_flags_are_one_line_exit_2(capsys, mnist_run, argv, needle):
     with pytest.raises(SystemExit) as e:
         main(["evaluate", str(mnist_run)] + argv)

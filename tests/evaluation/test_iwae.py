@@ -24,8 +24,8 @@ def test_k1_equals_the_elbo_in_expectation(model_and_images):
     model, images = model_and_images
     # 50 independent single-sample IWAE bounds per image against 50 single-z ELBOs (analytic KL):
     # both are unbiased estimates of the same ELBO.
-    iwae1 = torch.stack([iwae_per_image(model, images, 1, seed=s) for s in range(50)])   # (50, 64)
-    elbo = torch.stack([elbo_per_image(model, images, seed=s) for s in range(50)])        # (50, 64)
+    iwae1 = torch.stack([iwae_per_image(model, images, 1, seed=s) for s in range(50)])  # (50, 64)
+    elbo = torch.stack([elbo_per_image(model, images, seed=s) for s in range(50)])  # (50, 64)
     diff = iwae1.double().mean() - elbo.double().mean()
     stderr = math.sqrt(iwae1.double().var() / iwae1.numel() + elbo.double().var() / elbo.numel())
     assert abs(diff) < 4 * stderr + 0.05, (float(diff), stderr)

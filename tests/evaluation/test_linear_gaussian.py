@@ -32,9 +32,16 @@ def linear_gaussian():
     log_var = torch.log(torch.linalg.eigvalsh(s).max()) + 0.5
     encoder[1].weight.data = torch.cat([0.8 * a, torch.zeros(D, X)])
     encoder[1].bias.data = torch.cat([-0.8 * a @ b, log_var.expand(D)])
-    model = VAE(encoder=encoder, decoder=decoder, posterior=DiagonalGaussianPosterior(D), prior=StandardNormal(D),
-                likelihood=Gaussian(SIGMA, link="identity"), objective=ELBO(ObjectiveConfig()), image_shape=(1, 1, X),
-                check_pixels=False)  # real numbers, not pixels in [0, 1]
+    model = VAE(
+        encoder=encoder,
+        decoder=decoder,
+        posterior=DiagonalGaussianPosterior(D),
+        prior=StandardNormal(D),
+        likelihood=Gaussian(SIGMA, link="identity"),
+        objective=ELBO(ObjectiveConfig()),
+        image_shape=(1, 1, X),
+        check_pixels=False,
+    )  # real numbers, not pixels in [0, 1]
     exact = torch.distributions.MultivariateNormal(b, w @ w.T + SIGMA**2 * torch.eye(X))
     return model.eval(), exact
 
@@ -42,12 +49,12 @@ def linear_gaussian():
 def test_iwae_converges_to_the_exact_log_likelihood():
     model, exact = linear_gaussian()
     torch.manual_seed(1)
-    x = exact.sample((16,))                     # (16, 6)
-    log_px = exact.log_prob(x)                  # (16,)
+    x = exact.sample((16,))  # (16, 6)
+    log_px = exact.log_prob(x)  # (16,)
     images = x.view(16, 1, 1, X)
     torch.manual_seed(2)
     k5000 = iwae_bound(model, images, 5000, chunk=20_000)
-    assert (k5000 - log_px).abs().max() < 0.1, (k5000 - log_px)
+    assert (k5000 - log_px).abs().max() < 0.1, k5000 - log_px
     torch.manual_seed(2)
     k1 = torch.stack([iwae_bound(model, images, 1) for _ in range(200)]).mean(0)  # = the ELBO, averaged
     gap = log_px - k1

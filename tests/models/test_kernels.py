@@ -11,8 +11,7 @@ from vaelab.models.kernels import conv_transpose2d_bias_apart
 
 def _plain_and_ours(c_in, c_out, stride, padding, output_padding, x_shape, layout, dtype=torch.float32, bias=True):
     torch.manual_seed(0)
-    plain = nn.ConvTranspose2d(c_in, c_out, 3, stride=stride, padding=padding, output_padding=output_padding,
-                               bias=bias)
+    plain = nn.ConvTranspose2d(c_in, c_out, 3, stride=stride, padding=padding, output_padding=output_padding, bias=bias)
     plain = plain.to(dtype=dtype, memory_format=layout)
     params = [p for p in (plain.weight, plain.bias) if p is not None]
     x = torch.randn(*x_shape, dtype=dtype).contiguous(memory_format=layout)
@@ -25,13 +24,17 @@ def _plain_and_ours(c_in, c_out, stride, padding, output_padding, x_shape, layou
     return (ya, *grads_a), (yb, *grads_b)
 
 
-@pytest.mark.parametrize("c_in,c_out,stride,padding,output_padding", [(6, 4, 2, 1, 1), (4, 6, 1, 1, 0), (5, 3, 2, 0, 0),
-                                                                      (3, 2, 3, 1, 2), (2, 1, 1, 0, 0)])
+@pytest.mark.parametrize(
+    "c_in,c_out,stride,padding,output_padding",
+    [(6, 4, 2, 1, 1), (4, 6, 1, 1, 0), (5, 3, 2, 0, 0), (3, 2, 3, 1, 2), (2, 1, 1, 0, 0)],
+)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_it_matches_the_plain_transposed_conv_values_and_gradients(c_in, c_out, stride, padding, output_padding,
-                                                                    layout):
-    ref, ours = _plain_and_ours(c_in, c_out, stride, padding, output_padding, (3, c_in, 7, 5), layout,
-                                dtype=torch.float64)
+def test_it_matches_the_plain_transposed_conv_values_and_gradients(
+    c_in, c_out, stride, padding, output_padding, layout
+):
+    ref, ours = _plain_and_ours(
+        c_in, c_out, stride, padding, output_padding, (3, c_in, 7, 5), layout, dtype=torch.float64
+    )
     for name, a, b in zip(["output", "input grad", "weight grad", "bias grad"], ref, ours):
         assert a.shape == b.shape, name
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10, msg=name)

@@ -7,8 +7,7 @@ from vaelab.models import build_model, count_parameters
 from vaelab.presets import PRESETS
 
 # The seeds' own summaries (mlp2, keras-conv2) and their layer lists (the others).
-EXPECTED_PARAMS = {"mlp2": 404_244, "keras-conv2": 550_629, "cvae2": 69_989, "conv16": 228_193,
-                   "cifar128": 8_155_075}
+EXPECTED_PARAMS = {"mlp2": 404_244, "keras-conv2": 550_629, "cvae2": 69_989, "conv16": 228_193, "cifar128": 8_155_075}
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
@@ -54,6 +53,7 @@ def test_uint8_input_is_scaled():
 
 def test_decoder_with_unsuitable_size_says_so():
     from vaelab.errors import VaelabError
+
     cfg = PRESETS["cvae2"].config
     with pytest.raises(VaelabError, match="divisible by 4"):
         build_model(cfg.model, cfg.objective, (1, 30, 30))

@@ -11,7 +11,19 @@ from pathlib import Path
 
 import vaelab
 
-vaelab.train("cvae2", dataset="shapes", image_size=32, limit=60, val_size=20, batch_size=12, epochs=1,
-             device="cpu", precision="fp32", progress=False, out=sys.argv[1], log=lambda message: None)
+vaelab.train(
+    "cvae2",
+    dataset="shapes",
+    image_size=32,
+    limit=60,
+    val_size=20,
+    batch_size=12,
+    epochs=1,
+    device="cpu",
+    precision="fp32",
+    progress=False,
+    out=sys.argv[1],
+    log=lambda message: None,
+)
 names = sorted(Path(f"/proc/self/task/{tid}/comm").read_text().strip() for tid in os.listdir("/proc/self/task"))
 (Path(sys.argv[2]) / f"threads-{os.environ['RANK']}.txt").write_text(" ".join(names))

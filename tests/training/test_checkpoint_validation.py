@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from clihelp import one_line_error
 from vaelab.cli import main
 from vaelab.config import to_dict
 from vaelab.errors import VaelabError
@@ -25,6 +24,8 @@ from vaelab.presets import PRESETS
 from vaelab.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.training.optim import build_optimizer
 from vaelab.training.step import train_step
+
+from clihelp import one_line_error
 
 SHAPE = (1, 8, 8)
 CONFIG = to_dict(PRESETS["mlp2"].config)
@@ -52,8 +53,14 @@ def tiny_checkpoint(tmp_path_factory):
     optimizer = build_optimizer(model.parameters(), cfg.train)
     train_step(model, optimizer, torch.rand(4, *SHAPE))
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.safetensors"
-    save_checkpoint(path, config=cfg, image_shape=SHAPE, model=model, optimizer=optimizer,
-                    progress=Progress(epoch=2, step=7, seconds=1.5))
+    save_checkpoint(
+        path,
+        config=cfg,
+        image_shape=SHAPE,
+        model=model,
+        optimizer=optimizer,
+        progress=Progress(epoch=2, step=7, seconds=1.5),
+    )
     return path
 
 
@@ -72,10 +79,16 @@ OPTIMIZER_WITHOUT_INDICES = "without indices"
 CASES = [
     ("config", _deep(100_000), "config: not JSON (nested too deeply)"),
     ("config", "[]", "config: a list, not an object"),
-    ("config", json.dumps({**CONFIG, "model": {**CONFIG["model"], "latent_dim": 1e12}}),
-     "model.latent_dim must be of type int"),
-    ("config", json.dumps({**CONFIG, "train": {**CONFIG["train"], "sample_grid": 1e10}}),
-     "train.sample_grid must be of type int"),
+    (
+        "config",
+        json.dumps({**CONFIG, "model": {**CONFIG["model"], "latent_dim": 1e12}}),
+        "model.latent_dim must be of type int",
+    ),
+    (
+        "config",
+        json.dumps({**CONFIG, "train": {**CONFIG["train"], "sample_grid": 1e10}}),
+        "train.sample_grid must be of type int",
+    ),
     ("config", json.dumps({**CONFIG, "model": [{}]}), "config: "),
     ("image_shape", "[1, 8]", "is not [channels, height, width]"),
     ("image_shape", "[1, -8, 8]", "is not [channels, height, width]"),
@@ -117,8 +130,10 @@ def test_damaged_metadata_is_one_line_naming_the_file(ckpt, key, value, why):
     assert "\n" not in message and len(message) < 400, message
 
 
-@pytest.mark.parametrize("drop, why", [("config", "config: missing"), ("progress", "progress: missing"),
-                                       ("image_shape", "image_shape: missing")])
+@pytest.mark.parametrize(
+    "drop, why",
+    [("config", "config: missing"), ("progress", "progress: missing"), ("image_shape", "image_shape: missing")],
+)
 def test_a_missing_entry_is_one_line(ckpt, drop, why):
     _rewrite(ckpt, drop=[drop])
     with pytest.raises(VaelabError, match=why):
@@ -133,12 +148,15 @@ def test_the_old_progress_entries_still_load_and_are_checked(ckpt):
         load_checkpoint(ckpt)
 
 
-@pytest.mark.parametrize("name, tensor, why", [
-    ("progress.sums", torch.zeros(3, dtype=torch.float64), "progress.sums holds 3"),
-    ("progress.sums", torch.zeros(4, dtype=torch.int64), "not 4 floats"),
-    ("rng.torch", torch.zeros(10, dtype=torch.uint8), "rng.torch is not a generator state"),
-    ("rng.cuda.x", torch.zeros(16, dtype=torch.uint8), "unknown generator 'cuda.x'"),
-])
+@pytest.mark.parametrize(
+    "name, tensor, why",
+    [
+        ("progress.sums", torch.zeros(3, dtype=torch.float64), "progress.sums holds 3"),
+        ("progress.sums", torch.zeros(4, dtype=torch.int64), "not 4 floats"),
+        ("rng.torch", torch.zeros(10, dtype=torch.uint8), "rng.torch is not a generator state"),
+        ("rng.cuda.x", torch.zeros(16, dtype=torch.uint8), "unknown generator 'cuda.x'"),
+    ],
+)
 def test_damaged_progress_and_generator_tensors_are_one_line(ckpt, name, tensor, why):
     _rewrite(ckpt, tensors={name: tensor})
     with pytest.raises(VaelabError, match=why):
@@ -155,26 +173,37 @@ def test_without_the_optimizer_its_state_is_neither_read_nor_checked(ckpt):
 
 def test_a_good_checkpoint_loads_typed(ckpt):
     loaded = load_checkpoint(ckpt)
-    assert loaded.image_shape == SHAPE and loaded.progress.seconds == 1.5 and loaded.progress.sums.dtype == torch.float64
+    assert (
+        loaded.image_shape == SHAPE and loaded.progress.seconds == 1.5 and loaded.progress.sums.dtype == torch.float64
+    )
     assert sorted(loaded.optimizer_state["state"]) == list(range(len(loaded.optimizer_state["state"])))
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                      max_size=3), max_leaves=10)
-progress_like = st.dictionaries(st.sampled_from(["epoch", "step", "batch", "seconds", "skipped", "images"]),
-                                json_values)
-config_like = st.builds(lambda section, key, value: {**CONFIG, section: {**CONFIG.get(section, {}), key: value}},
-                        st.sampled_from(["model", "train", "data", "objective"]),
-                        st.sampled_from(["latent_dim", "sample_grid", "epochs", "name", "beta", "classes", "x"]),
-                        json_values)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+progress_like = st.dictionaries(
+    st.sampled_from(["epoch", "step", "batch", "seconds", "skipped", "images"]), json_values
+)
+config_like = st.builds(
+    lambda section, key, value: {**CONFIG, section: {**CONFIG.get(section, {}), key: value}},
+    st.sampled_from(["model", "train", "data", "objective"]),
+    st.sampled_from(["latent_dim", "sample_grid", "epochs", "name", "beta", "classes", "x"]),
+    json_values,
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(["config", "image_shape", "progress", "optimizer", "format"]),
-       value=st.text(max_size=20) | json_values.map(json.dumps) | progress_like.map(json.dumps)
-       | config_like.map(json.dumps),
-       with_optimizer=st.booleans())
+@given(
+    key=st.sampled_from(["config", "image_shape", "progress", "optimizer", "format"]),
+    value=st.text(max_size=20)
+    | json_values.map(json.dumps)
+    | progress_like.map(json.dumps)
+    | config_like.map(json.dumps),
+    with_optimizer=st.booleans(),
+)
 def test_any_metadata_loads_typed_or_fails_in_one_line(tiny_checkpoint, tmp_path, key, value, with_optimizer):
     path = tmp_path / "checkpoint.safetensors"
     shutil.copy(tiny_checkpoint, path)
@@ -213,13 +242,16 @@ def test_sample_needs_no_optimizer_state_but_resume_does(run, tmp_path, capsys):
     assert "has damaged metadata: optimizer: param_groups is not" in err
 
 
-@pytest.mark.parametrize("damage, why", [
-    (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "params": [0, 1]}]}, "parameter group"),
-    (lambda opt: {**opt, "param_groups": opt["param_groups"] * 2}, "parameter groups"),
-    (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "lr": "fast"}]}, "lr is 'fast'"),
-    (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "betas": [0.9]}]}, "betas is (0.9,)"),
-    (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "eps": 10**400}]}, "int too large"),
-])
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "params": [0, 1]}]}, "parameter group"),
+        (lambda opt: {**opt, "param_groups": opt["param_groups"] * 2}, "parameter groups"),
+        (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "lr": "fast"}]}, "lr is 'fast'"),
+        (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "betas": [0.9]}]}, "betas is (0.9,)"),
+        (lambda opt: {**opt, "param_groups": [{**opt["param_groups"][0], "eps": 10**400}]}, "int too large"),
+    ],
+)
 def test_an_optimizer_state_that_does_not_fit_is_one_line(run, capsys, damage, why):
     _rewrite(run / "checkpoint.safetensors", {"optimizer": json.dumps(damage(_optimizer(run)))})
     err = one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "2", "--no-progress"])
@@ -235,21 +267,28 @@ def test_an_optimizer_tensor_of_another_shape_is_one_line(run, capsys):
 def test_an_optimizer_state_missing_an_entry_is_one_line(run, capsys):
     _rewrite(run / "checkpoint.safetensors", drop=["optimizer.1.exp_avg"])
     err = one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "2", "--no-progress"])
-    assert "damaged metadata: optimizer: parameter 1 has state ['exp_avg_sq', 'step'], parameter 0 has " \
-           "['exp_avg', 'exp_avg_sq', 'step']" in err, err
+    assert (
+        "damaged metadata: optimizer: parameter 1 has state ['exp_avg_sq', 'step'], parameter 0 has "
+        "['exp_avg', 'exp_avg_sq', 'step']" in err
+    ), err
 
 
 def test_deeply_nested_config_is_one_line_for_sample_and_resume(run, capsys):
     _rewrite(run / "checkpoint.safetensors", {"config": _deep(100_000)})
-    for argv in (["sample", str(run)], ["train", "--resume", str(run), "--no-progress"],
-                 ["plot", str(run)], ["report", str(run), "--no-eval"]):
+    for argv in (
+        ["sample", str(run)],
+        ["train", "--resume", str(run), "--no-progress"],
+        ["plot", str(run)],
+        ["report", str(run), "--no-eval"],
+    ):
         assert "config: not JSON (nested too deeply)" in one_line_error(capsys, argv)
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess:
     """`vaelab ARGV` in a process of its own: a command that hangs fails the test after 60 s."""
-    return subprocess.run([sys.executable, "-m", "vaelab", *argv], capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "vaelab", *argv], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_a_fifo_or_a_folder_as_checkpoint_is_refused_at_once(run, tmp_path):
@@ -285,7 +324,8 @@ except VaelabError as e:
 
 
 def test_a_fifo_as_cached_classifier_is_refused_at_once(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", CLASSIFIER_FIFO, str(tmp_path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", CLASSIFIER_FIFO, str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("is a FIFO, not a cached Fréchet classifier file"), proc.stdout

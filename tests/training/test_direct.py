@@ -127,8 +127,19 @@ def test_vaelab_train_takes_the_direct_step(tmp_path, monkeypatch):
     calls = []
     real = direct.DirectStep.__call__
     monkeypatch.setattr(direct.DirectStep, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
-    vaelab.train("cvae2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
-                 batch_size=32, sample_grid=0, progress=False, log=lambda line: None)
+    vaelab.train(
+        "cvae2",
+        out=tmp_path / "run",
+        dataset="shapes",
+        image_size=28,
+        limit=64,
+        val_size=32,
+        epochs=1,
+        batch_size=32,
+        sample_grid=0,
+        progress=False,
+        log=lambda line: None,
+    )
     assert len(calls) == 2
 
 
@@ -174,11 +185,13 @@ def test_no_gradient_is_computed_for_the_images():
     assert grad_x.shape == x.shape
 
 
-@pytest.mark.parametrize("c_out,kernel,padding,bias", [(1, 3, 1, True), (3, 3, 0, True), (2, 5, 2, False),
-                                                       (4, 3, 2, True)])
+@pytest.mark.parametrize(
+    "c_out,kernel,padding,bias", [(1, 3, 1, True), (3, 3, 0, True), (2, 5, 2, False), (4, 3, 2, True)]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_narrow_layers_rule_matches_a_plain_transposed_convolution_under_autograd(c_out, kernel, padding, bias,
-                                                                                       dtype):
+def test_the_narrow_layers_rule_matches_a_plain_transposed_convolution_under_autograd(
+    c_out, kernel, padding, bias, dtype
+):
     torch.manual_seed(0)
     layer = vaelab.models.layers.NarrowConvTranspose2d(6, c_out, kernel, padding=padding, bias=bias)
     layer = layer.to(memory_format=torch.channels_last)  # as `runtime.place` puts it on the CPU
@@ -203,11 +216,13 @@ def test_the_narrow_layers_rule_matches_a_plain_transposed_convolution_under_aut
         assert grad_b is None
 
 
-@pytest.mark.parametrize("c_in,c_out,kernel,stride,padding", [(32, 16, 3, 2, 0), (32, 8, (3, 5), (2, 1), (1, 2)),
-                                                             (48, 4, 4, 3, 1)])
+@pytest.mark.parametrize(
+    "c_in,c_out,kernel,stride,padding", [(32, 16, 3, 2, 0), (32, 8, (3, 5), (2, 1), (1, 2)), (48, 4, 4, 3, 1)]
+)
 @pytest.mark.parametrize("bias", [True, False])
-def test_a_strided_convolutions_weight_gradient_from_patches_matches_autograd(c_in, c_out, kernel, stride, padding,
-                                                                             bias):
+def test_a_strided_convolutions_weight_gradient_from_patches_matches_autograd(
+    c_in, c_out, kernel, stride, padding, bias
+):
     torch.manual_seed(0)
     layer = nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias).to(memory_format=torch.channels_last)
     rule = rule_for(layer)

@@ -9,8 +9,13 @@ from vaelab.models import build_model
 from vaelab.runtime import batch_memory_format, place
 from vaelab.training import direct
 
-SHAPES = {"cvae2": (1, 28, 28), "conv16": (1, 28, 28), "keras-conv2": (1, 28, 28), "mlp2": (1, 28, 28),
-          "cifar128": (3, 32, 32)}
+SHAPES = {
+    "cvae2": (1, 28, 28),
+    "conv16": (1, 28, 28),
+    "keras-conv2": (1, 28, 28),
+    "mlp2": (1, 28, 28),
+    "cifar128": (3, 32, 32),
+}
 
 
 def make(preset: str):

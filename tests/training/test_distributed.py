@@ -21,8 +21,25 @@ from vaelab.training.distributed import Dist, session
 
 # Batch 15 over 2 ranks splits 8 + 7; 100 images end on a partial batch of 10 (5 + 5).
 # fp32: in bf16 each rank's rows (8 and 7) round differently from the whole batch's; this checks DDP's arithmetic
-ARGS = ["--preset", "cvae2", "--dataset", "shapes", "--image-size", "32", "--limit", "100", "--val-size", "30",
-        "--batch-size", "15", "--device", "cpu", "--precision", "fp32", "--no-progress"]
+ARGS = [
+    "--preset",
+    "cvae2",
+    "--dataset",
+    "shapes",
+    "--image-size",
+    "32",
+    "--limit",
+    "100",
+    "--val-size",
+    "30",
+    "--batch-size",
+    "15",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--no-progress",
+]
 TIMING = {"seconds", "images_per_s"}
 HERE = Path(__file__).parent
 
@@ -35,10 +52,13 @@ def _run(*args: str, ranks: int = 0) -> subprocess.CompletedProcess:
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in TIMING}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_train_and_resume_like_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for run, ranks in ((one, 0), (two, 2)):
@@ -59,12 +79,14 @@ def test_two_gloo_ranks_train_and_resume_like_one_process(tmp_path):
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
 
 
+@pytest.mark.slow
 def test_ranks_with_different_weights_are_caught_on_every_rank():
     out = _run(str(HERE / "ddp_drift.py"), ranks=2)
     assert out.returncode == 0, out.stderr
     assert sorted(re.findall(r"rank (\d) caught: the 2 ranks hold different weights", out.stdout)) == ["0", "1"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="names threads from /proc")
 def test_a_data_parallel_run_frees_its_process_group_and_threads(tmp_path):
     out = _run(str(HERE / "ddp_leaves.py"), str(tmp_path / "run"), str(tmp_path), ranks=2)
@@ -107,8 +129,10 @@ def test_batches_hand_each_rank_its_rows_of_the_same_global_batches():
     images = torch.randint(0, 256, (23, 1, 4, 4), dtype=torch.uint8)
     for dynamic in (False, True):
         whole = list(Batches(images, 6, shuffle=True, seed=2, dynamic_binarize=dynamic).epoch(3))
-        shards = [list(Batches(images, 6, shuffle=True, seed=2, dynamic_binarize=dynamic,
-                               shard=Dist(rank, 2)).epoch(3)) for rank in range(2)]
+        shards = [
+            list(Batches(images, 6, shuffle=True, seed=2, dynamic_binarize=dynamic, shard=Dist(rank, 2)).epoch(3))
+            for rank in range(2)
+        ]
         for i, batch in enumerate(whole):
             assert torch.equal(torch.cat([shards[0][i], shards[1][i]]), batch)
 

@@ -87,8 +87,20 @@ def test_the_allocator_is_tuned_once_on_glibc(monkeypatch):
 
 def test_precision_is_saved_and_a_resume_may_not_change_it(tmp_path, capsys):
     run = tmp_path / "run"
-    vaelab.train("mlp2", out=run, dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1, batch_size=32,
-                 sample_grid=0, precision="bf16", progress=False, log=lambda line: None)
+    vaelab.train(
+        "mlp2",
+        out=run,
+        dataset="shapes",
+        image_size=28,
+        limit=64,
+        val_size=32,
+        epochs=1,
+        batch_size=32,
+        sample_grid=0,
+        precision="bf16",
+        progress=False,
+        log=lambda line: None,
+    )
     assert 'precision = "bf16"' in (run / "config.toml").read_text()
     msg = one_line_error(capsys, ["train", "--resume", str(run), "--precision", "fp32", "--epochs", "2"])
     assert "train.precision ('bf16' -> 'fp32')" in msg
@@ -114,7 +126,18 @@ def test_auto_precision_is_bf16_only_for_convolutional_models_on_cpus_that_compu
 def test_the_run_says_which_precision_auto_chose(tmp_path, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # bf16 is emulated where it is not
     lines = []
-    vaelab.train("cvae2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
-                 batch_size=32, sample_grid=0, progress=False, log=lines.append)
-    assert "cpu, bf16)" in lines[0]
+    vaelab.train(
+        "cvae2",
+        out=tmp_path / "run",
+        dataset="shapes",
+        image_size=28,
+        limit=64,
+        val_size=32,
+        epochs=1,
+        batch_size=32,
+        sample_grid=0,
+        progress=False,
+        log=lines.append,
+    )
+    assert "cpu, bf16, " in lines[0]
     assert 'precision = "auto"' in (tmp_path / "run" / "config.toml").read_text()

@@ -9,19 +9,40 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 import vaelab
 
-ARGS = ["--preset", "cvae2", "--dataset", "shapes", "--image-size", "32", "--limit", "192", "--val-size", "32",
-        "--batch-size", "16", "--epochs", "3", "--checkpoint-every", "2", "--device", "cpu", "--no-progress"]
+ARGS = [
+    "--preset",
+    "cvae2",
+    "--dataset",
+    "shapes",
+    "--image-size",
+    "32",
+    "--limit",
+    "192",
+    "--val-size",
+    "32",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "3",
+    "--checkpoint-every",
+    "2",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 TIMING = {"seconds", "images_per_s"}
 
 
 def _vaelab(*args: str) -> subprocess.Popen:
     """`vaelab` in a child process, its output unbuffered: its first line says training has begun."""
-    return subprocess.Popen([sys.executable, "-u", "-m", "vaelab", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "vaelab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _training(proc: subprocess.Popen) -> float:
@@ -32,10 +53,13 @@ def _training(proc: subprocess.Popen) -> float:
 
 
 def _metrics(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in TIMING}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
+@pytest.mark.slow
 def test_random_sigkills_then_resume_is_bit_identical(tmp_path):
     straight = tmp_path / "straight"
     proc = _vaelab("train", *ARGS, "--out", str(straight))
@@ -48,7 +72,7 @@ def test_random_sigkills_then_resume_is_bit_identical(tmp_path):
     run = tmp_path / "killed"
     rng = random.Random(0)
     kills = 0
-    for attempt in range(40):
+    for attempt in range(40):  # noqa: B007 (the number of starts, printed after the loop)
         started = (run / "checkpoint.safetensors").exists()
         proc = _vaelab("train", "--resume", str(run)) if started else _vaelab("train", *ARGS, "--out", str(run))
         _training(proc)

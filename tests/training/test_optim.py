@@ -37,8 +37,15 @@ def assert_same(a, opt_a, b, opt_b):
             assert torch.equal(v, sb["state"][k][name]), (k, name)
 
 
-@pytest.mark.parametrize("adam", [{}, {"amsgrad": True}, {"weight_decay": 0.1, "maximize": True},
-                                  {"weight_decay": 0.1, "decoupled_weight_decay": True}])
+@pytest.mark.parametrize(
+    "adam",
+    [
+        {},
+        {"amsgrad": True},
+        {"weight_decay": 0.1, "maximize": True},
+        {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    ],
+)
 def test_update_matches_step_bit_for_bit(adam, monkeypatch):
     (a, opt_a), (b, opt_b) = twins(**adam)
     steps_taken = []

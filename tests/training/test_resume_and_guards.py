@@ -14,14 +14,25 @@ from vaelab.errors import TrainingStopped, VaelabError
 from vaelab.training import step as step_module
 from vaelab.training.checkpoint import load_checkpoint
 
-TINY = dict(preset="cvae2", dataset="shapes", image_size=32, limit=96, val_size=32, batch_size=16,
-            device="cpu", progress=False, log=lambda line: None)
+TINY = dict(
+    preset="cvae2",
+    dataset="shapes",
+    image_size=32,
+    limit=96,
+    val_size=32,
+    batch_size=16,
+    device="cpu",
+    progress=False,
+    log=lambda line: None,
+)
 TIMING = {"seconds", "images_per_s"}
 
 
 def _metrics(run):
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in TIMING}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def _stop_at(monkeypatch, step_no: int, signum=signal.SIGTERM):
@@ -127,8 +138,18 @@ def test_repeated_non_finite_updates_stop_the_run_keeping_the_checkpoint(tmp_pat
 
 def test_a_run_that_cannot_start_leaves_no_directory_behind(tmp_path):
     with pytest.raises(VaelabError, match="unknown optimizer 'sgd'"):
-        vaelab.train("mlp2", out=tmp_path / "run", dataset="shapes", image_size=28, limit=64, val_size=32, epochs=1,
-                     optimizer="sgd", progress=False, log=lambda line: None)
+        vaelab.train(
+            "mlp2",
+            out=tmp_path / "run",
+            dataset="shapes",
+            image_size=28,
+            limit=64,
+            val_size=32,
+            epochs=1,
+            optimizer="sgd",
+            progress=False,
+            log=lambda line: None,
+        )
     assert not (tmp_path / "run").exists()
 
 

@@ -10,14 +10,29 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
-from clihelp import one_line_error
 from vaelab.cli import main
 from vaelab.files import TEMP_SUFFIX
 from vaelab.training.rundir import MARKER_NAME, RunDir
 
-TINY = ["--preset", "mlp2", "--dataset", "shapes", "--image-size", "16", "--limit", "32", "--val-size", "16",
-        "--batch-size", "16", "--no-progress"]
+from clihelp import one_line_error
+
+TINY = [
+    "--preset",
+    "mlp2",
+    "--dataset",
+    "shapes",
+    "--image-size",
+    "16",
+    "--limit",
+    "32",
+    "--val-size",
+    "16",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
 
 
 def _train(out: Path, *extra: str) -> list[str]:
@@ -61,8 +76,12 @@ def test_resume_cleans_only_vaelabs_own_temp_files(tiny_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     ours = [run / f".checkpoint.safetensors.k2j4{TEMP_SUFFIX}", run / "samples" / f".epoch_0002.png.x9{TEMP_SUFFIX}"]
-    theirs = [run / ".notes.tmp", run / ".checkpoint.safetensors.tmp", run / "sub" / f".deep{TEMP_SUFFIX}",
-              run / "tmpa1b2c3"]
+    theirs = [
+        run / ".notes.tmp",
+        run / ".checkpoint.safetensors.tmp",
+        run / "sub" / f".deep{TEMP_SUFFIX}",
+        run / "tmpa1b2c3",
+    ]
     for path in ours + theirs:
         path.parent.mkdir(exist_ok=True)
         path.write_text("x")
@@ -84,30 +103,63 @@ def test_a_second_process_on_a_locked_run_is_refused(tiny_run, tmp_path, capsys)
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0  # released on exit
 
 
+@pytest.mark.slow
 def test_two_real_trainings_on_one_folder_and_a_stale_lock(tmp_path):
     """The first holds the run; the second is refused naming its pid; once the first is killed, resume works."""
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "vaelab", "train", *TINY, "--limit", "2000", "--epochs", "50",
-                              "--checkpoint-every", "5", "--out", str(out)],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vaelab",
+            "train",
+            *TINY,
+            "--limit",
+            "2000",
+            "--epochs",
+            "50",
+            "--checkpoint-every",
+            "5",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while not (out / "checkpoint.safetensors").exists():
             assert time.time() < deadline and first.poll() is None, "the first training did not start"
             time.sleep(0.2)
-        second = subprocess.run([sys.executable, "-m", "vaelab", "train", *TINY, "--epochs", "1", "--seed", "7",
-                                 "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-m", "vaelab", "train", *TINY, "--epochs", "1", "--seed", "7", "--out", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 2
         assert second.stderr.strip().splitlines() == [second.stderr.strip()]
         assert f"pid {first.pid}" in second.stderr and "in use by another vaelab process" in second.stderr
-        resumed = subprocess.run([sys.executable, "-m", "vaelab", "train", "--resume", str(out)], env=env,
-                                 capture_output=True, text=True, timeout=120)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "vaelab", "train", "--resume", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert resumed.returncode == 2 and f"pid {first.pid}" in resumed.stderr
     finally:
         first.send_signal(signal.SIGKILL)  # dies holding the lock: the kernel releases it
         first.wait(30)
     assert str(first.pid) in (out / MARKER_NAME).read_text()  # a stale owner is named in the file ...
-    done = subprocess.run([sys.executable, "-m", "vaelab", "train", "--resume", str(out), "--epochs", "1",
-                           "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "vaelab", "train", "--resume", str(out), "--epochs", "1", "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr  # ... but does not hold the run

@@ -38,5 +38,6 @@ temperature = _parser(float, functools.partial(checks.temperature, None))
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="dataset root (default: $VAELAB_DATA_DIR, else the user cache dir)")
+    parser.add_argument(
+        "--data-dir", metavar="DIR", help="dataset root (default: $VAELAB_DATA_DIR, else the user cache dir)"
+    )

@@ -16,34 +16,64 @@ from .args import add_data_dir, non_negative_int, positive_int, seed
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("evaluate", help="test ELBO, IWAE NLL, bits/dim, MSE, active units, Fréchet distance of a run",
-                       description="Measure a trained run on a split; also writes RUN/eval.json.")
+    p = sub.add_parser(
+        "evaluate",
+        help="test ELBO, IWAE NLL, bits/dim, MSE, active units, Fréchet distance of a run",
+        description="Measure a trained run on a split; also writes RUN/eval.json.",
+    )
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--limit", type=positive_int, help="evaluate on the first N images of the split")
     p.add_argument("--seed", type=seed, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--batch-size", type=positive_int, help="images encoded at once (default: the run's eval batch)")
-    p.add_argument("--iwae-k", type=non_negative_int, default=100, metavar="K",
-                   help="importance samples per image for the IWAE NLL (default 100; 0 skips it; cost is linear in K)")
-    p.add_argument("--chunk", type=positive_int, metavar="N",
-                   help="at most N (image, sample) pairs decoded at once: bounds memory, not the numbers "
-                        "(default 256 on CPU, 4096 on CUDA)")
+    p.add_argument(
+        "--iwae-k",
+        type=non_negative_int,
+        default=100,
+        metavar="K",
+        help="importance samples per image for the IWAE NLL (default 100; 0 skips it; cost is linear in K)",
+    )
+    p.add_argument(
+        "--chunk",
+        type=positive_int,
+        metavar="N",
+        help="at most N (image, sample) pairs decoded at once: bounds memory, not the numbers "
+        "(default 256 on CPU, 4096 on CUDA)",
+    )
     p.add_argument("--no-frechet", action="store_true", help="skip the Fréchet distance (and its classifier)")
-    p.add_argument("--frechet-n", type=positive_int, default=5000, metavar="N",
-                   help="samples and test images compared by the Fréchet distance (default 5000, at most the split)")
+    p.add_argument(
+        "--frechet-n",
+        type=positive_int,
+        default=5000,
+        metavar="N",
+        help="samples and test images compared by the Fréchet distance (default 5000, at most the split)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines on standard error")
     add_data_dir(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = evaluate(args.run, split=args.split, limit=args.limit, seed=args.seed, batch_size=args.batch_size,
-                      data_dir=args.data_dir, device=args.device, iwae_k=args.iwae_k, chunk=args.chunk,
-                      frechet=not args.no_frechet, frechet_n=args.frechet_n, write=False,
-                      log=lambda line: print(line, file=sys.stderr))
+    result = evaluate(
+        args.run,
+        split=args.split,
+        limit=args.limit,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        device=args.device,
+        iwae_k=args.iwae_k,
+        chunk=args.chunk,
+        frechet=not args.no_frechet,
+        frechet_n=args.frechet_n,
+        write=False,
+        log=lambda line: print(line, file=sys.stderr),
+        progress=not args.no_progress,
+    )
     print(json.dumps(result) if args.json else format_text(result), flush=True)  # the numbers first: a failed
-    save_evaluation(args.run, result)                                              # save loses nothing computed
+    save_evaluation(args.run, result)  # save loses nothing computed
     return 0
 
 
@@ -52,8 +82,7 @@ def format_text(r: dict[str, Any]) -> str:
     classes = f", classes {','.join(map(str, r['classes']))}" if r.get("classes") else ""
     rows = [("ELBO", f"{r['elbo']:.2f} nats", f"recon {r['recon']:.2f} + KL {r['kl']:.2f}; one z per image")]
     if r["nll_iwae"] is not None:
-        rows.append((f"NLL (IWAE, k={r['k']})", f"{r['nll_iwae']:.2f} nats",
-                     f"{r['iwae_gap']:.2f} tighter than -ELBO"))
+        rows.append((f"NLL (IWAE, k={r['k']})", f"{r['nll_iwae']:.2f} nats", f"{r['iwae_gap']:.2f} tighter than -ELBO"))
     else:
         rows.append(("NLL (IWAE)", "-", "skipped (--iwae-k 0)"))
     if r["bits_per_dim"] is not None:
@@ -65,9 +94,14 @@ def format_text(r: dict[str, Any]) -> str:
     kl = " ".join(f"{v:.2f}" for v in r["kl_per_dim"][:16]) + (" ..." if r["latent_dim"] > 16 else "")
     rows.append(("active units", f"{r['active_units']} of {r['latent_dim']}", f"KL per dim: {kl}"))
     if r["frechet_distance"] is not None:
-        rows.append(("Fréchet distance", f"{r['frechet_distance']:.3f}",
-                     f"{r['frechet_n']} samples vs {r['frechet_n']} {r['split']} images, features of "
-                     f"{r['frechet_classifier']} ({100 * r['frechet_classifier_accuracy']:.1f}% test accuracy)"))
+        rows.append(
+            (
+                "Fréchet distance",
+                f"{r['frechet_distance']:.3f}",
+                f"{r['frechet_n']} samples vs {r['frechet_n']} {r['split']} images, features of "
+                f"{r['frechet_classifier']} ({100 * r['frechet_classifier_accuracy']:.1f}% test accuracy)",
+            )
+        )
     else:
         rows.append(("Fréchet distance", "-", r["frechet_note"]))
     width = max(len(name) for name, _, _ in rows)

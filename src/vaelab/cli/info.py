@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 
 from ..data import dataset_status
-from ..data.catalog import DATASETS
+from ..data.catalog import DATASETS, fetch
 from ..models import build_model, count_parameters
 from ..presets import PRESETS
 from .args import add_data_dir
 
+
 def add_parsers(sub) -> None:
-    p = sub.add_parser("presets", help="list the presets with their seed and parameter count")
+    p = sub.add_parser("presets", help="list the presets: parameters, epochs, batch size, seed, description")
     p.add_argument("-v", "--verbose", action="store_true", help="also print each preset's notes")
     p.set_defaults(func=presets)
-    p = sub.add_parser("datasets", help="list the datasets and whether they are present")
+    p = sub.add_parser("datasets", help="list the datasets and whether they are present; --download fetches them")
+    p.add_argument(
+        "--download",
+        nargs="+",
+        metavar="NAME",
+        help="download these datasets into the data folder now (e.g. mnist cifar10), for use offline",
+    )
     add_data_dir(p)
     p.set_defaults(func=datasets)
 
@@ -25,13 +32,21 @@ def presets(args: argparse.Namespace) -> int:
         cfg = preset.config
         shape = DATASETS[cfg.data.name].image_shape
         params = count_parameters(build_model(cfg.model, cfg.objective, shape))
-        print(f"{name:<12} {params:>10,} params  seed {preset.seed:<32} {preset.description}")
+        schedule = f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}"
+        print(f"{name:<12} {params:>10,} params  {schedule:<22} seed {preset.seed:<32} {preset.description}")
         if args.verbose:
             print(f"{'':<12} {preset.notes}")
     return 0
 
 
 def datasets(args: argparse.Namespace) -> int:
+    for name in args.download or ():
+        folder = fetch(name, args.data_dir)
+        print(
+            f"{name}: nothing to download (drawn in code, or your own folder)"
+            if folder is None
+            else f"{name}: ready in {folder}"
+        )
     for row in dataset_status(args.data_dir):
         if row.path is None:  # generated in code, or the user's own folder
             state, where = "-", "no files to fetch"

@@ -13,8 +13,11 @@ from .args import add_data_dir, non_negative_float, non_negative_int, positive_f
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("train", help="train a VAE (a preset, a config file, overrides)",
-                       description="Train a preset; a --config TOML file and the flags below apply on top.")
+    p = sub.add_parser(
+        "train",
+        help="train a VAE (a preset, a config file, overrides)",
+        description="Train a preset; a --config TOML file and the flags below apply on top.",
+    )
     p.add_argument("--preset", help="preset name (see `vaelab presets`; default: the config file's, else cvae2)")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [objective], [train] tables")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs may extend it)")
@@ -26,12 +29,19 @@ def add_parsers(sub) -> None:
     g.add_argument("--binarize", choices=["none", "static", "dynamic"])
     g.add_argument("--image-size", type=positive_int, help="side length for folder: and shapes datasets")
     g.add_argument("--grayscale", action="store_true", default=None, help="folder: read images as grey")
-    g.add_argument("--skip-bad-files", action="store_true", default=None,
-                   help="folder: leave out unreadable image files (their count is reported) instead of failing")
+    g.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        default=None,
+        help="folder: leave out unreadable image files (their count is reported) instead of failing",
+    )
     g.add_argument("--val-size", type=non_negative_int, help="validation images carved from train (0: use test)")
     g.add_argument("--limit", type=positive_int, help="train on the first N training images")
-    g.add_argument("--classes", type=class_list, metavar="0,1,...",
-                   help="train (and validate) only on images with these labels")
+    g.add_argument(
+        "--classes", type=class_list, metavar="0,1,...", help="train (and validate) only on images with these labels"
+    )
+    g.add_argument("--encoder", metavar="NAME", help="a registered encoder: a preset's or a plugin's (--import MODULE)")
+    g.add_argument("--decoder", metavar="NAME", help="a registered decoder: a preset's or a plugin's (--import MODULE)")
     g.add_argument("--latent-dim", type=positive_int)
     g.add_argument("--likelihood", help="bernoulli or gaussian")
     g.add_argument("--sigma", type=positive_float, help="fixed std of the gaussian likelihood")
@@ -42,23 +52,64 @@ def add_parsers(sub) -> None:
     g.add_argument("--batch-size", type=positive_int)
     g.add_argument("--epochs", type=positive_int)
     g.add_argument("--seed", type=seed)
-    g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="drop the partial last batch of each epoch")
+    g.add_argument(
+        "--drop-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop the partial last batch of each epoch",
+    )
     g.add_argument("--device", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="bf16: forward pass in bf16 autocast, losses in fp32 (faster on CPUs with AVX-512 BF16; "
-                        "changes the numbers slightly); auto (default): bf16 for convolutional models on such CPUs, "
-                        "else fp32")
+    g.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        help="bf16: forward pass in bf16 autocast, losses in fp32 (faster on CPUs with AVX-512 BF16; "
+        "changes the numbers slightly); auto (default): bf16 for convolutional models on such CPUs, "
+        "else fp32",
+    )
     g.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="also checkpoint every N steps")
     g.add_argument("--grad-clip", type=positive_float, help="clip the gradient's global norm to this")
     g.add_argument("--skip-grad-norm", type=positive_float, help="skip updates whose gradient norm is above this")
     g.add_argument("--max-skips", type=positive_int, help="stop after N skipped updates in a row (default 20)")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads (default: one per core that other processes leave free; on a busy machine "
+        "--threads 1 is often several times faster)",
+    )
     p.set_defaults(func=run)
 
 
-OVERRIDES = ["dataset", "binarize", "image_size", "grayscale", "skip_bad_files", "val_size", "limit", "classes",
-             "latent_dim", "likelihood", "sigma", "kl", "beta", "optimizer", "lr", "batch_size", "epochs", "seed",
-             "drop_last", "device", "precision", "checkpoint_every", "grad_clip", "skip_grad_norm", "max_skips"]
+OVERRIDES = [
+    "dataset",
+    "binarize",
+    "image_size",
+    "grayscale",
+    "skip_bad_files",
+    "val_size",
+    "limit",
+    "classes",
+    "encoder",
+    "decoder",
+    "latent_dim",
+    "likelihood",
+    "sigma",
+    "kl",
+    "beta",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "seed",
+    "drop_last",
+    "device",
+    "precision",
+    "checkpoint_every",
+    "grad_clip",
+    "skip_grad_norm",
+    "max_skips",
+    "threads",
+]
 
 
 def class_list(text: str) -> tuple[int, ...]:
@@ -78,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         ignored = [flag for flag in ("preset", "config", "out") if getattr(args, flag)]
         if ignored:
-            raise VaelabError(f"--resume continues a run with its saved config; --{ignored[0]} cannot be combined "
-                              f"with it")
+            raise VaelabError(
+                f"--resume continues a run with its saved config; --{ignored[0]} cannot be combined with it"
+            )
         resume_run(args.resume, overrides=nest_overrides(flags), data_dir=args.data_dir, progress=progress)
         return 0
     cfg = resolve_config(args.preset, config=args.config, **flags)

@@ -10,6 +10,8 @@ import torch
 from ..api import load
 from ..files import display_name, is_stream
 from ..training.data import load_split
+from ..viz.decoded import prior_samples
+from ..viz.figures import Block, image_figure, save_figure
 from ..viz.grid import save_grid
 from .args import add_data_dir, positive_int, seed, temperature
 
@@ -24,13 +26,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=sample)
 
-    p = sub.add_parser("reconstruct", help="test images (odd rows) over their reconstructions (even rows)")
+    p = sub.add_parser("reconstruct", help="test images over their reconstructions, in labelled rows")
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("-n", type=positive_int, default=16, help="number of test images (default 16)")
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--seed", type=seed, default=0, help="picks the images (a seeded random subset)")
-    p.add_argument("-o", "--output", default="reconstructions.png", metavar="FILE.png",
-                   help="- writes the PNG to stdout")
+    p.add_argument(
+        "-o", "--output", default="reconstructions.png", metavar="FILE.png", help="- writes the PNG to stdout"
+    )
     p.add_argument("--device", default="cpu")
     add_data_dir(p)
     p.set_defaults(func=reconstruct)
@@ -38,7 +41,7 @@ def add_parsers(sub) -> None:
 
 def sample(args: argparse.Namespace) -> int:
     model = load(args.run, device=args.device)
-    images = model.sample(args.n, temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed))
+    images = prior_samples(model, args.n, seed=args.seed, temperature=args.temperature)  # as plots/samples.png
     _written(save_grid(images, args.output, scale=_scale(images)))
     return 0
 
@@ -47,16 +50,21 @@ def reconstruct(args: argparse.Namespace) -> int:
     model = load(args.run, device=args.device)
     images = load_split(model.config.data, args.split, args.data_dir).images
     # A random subset: some test sets (CIFAR-10's local copy) are sorted by class.
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[:args.n]
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[: args.n]
     x = images[pick]
     originals = x.float().div(255.0)
-    recons = model.reconstruct(x).cpu()
+    recons = model.reconstruct(x).float().cpu()
     ncol = min(len(x), 8)
-    rows = []  # originals and their reconstructions in alternating rows of `ncol`
-    for start in range(0, len(x), ncol):
-        rows += [originals[start:start + ncol], recons[start:start + ncol]]
-    grid = torch.cat([_pad_row(r, ncol) for r in rows])
-    _written(save_grid(grid, args.output, ncol=ncol, scale=_scale(grid)))
+    blocks = [
+        Block(
+            torch.cat([_pad_row(t[start : start + ncol], ncol) for t in (originals, recons)]),
+            ncol,
+            ["original", "reconstruction"],
+        )
+        for start in range(0, len(x), ncol)
+    ]  # each group of `ncol`: originals over their reconstructions
+    title = f"{len(x)} {args.split} images (seed {args.seed}) and their reconstructions (z = μ)"
+    _written(save_figure(image_figure(blocks, title=title), args.output))
     return 0
 
 
@@ -67,9 +75,10 @@ def _written(path: Path) -> None:
 
 
 def _pad_row(row: torch.Tensor, ncol: int) -> torch.Tensor:
+    """Fill a short last row with white images."""
     if len(row) == ncol:
         return row
-    return torch.cat([row, row.new_zeros(ncol - len(row), *row.shape[1:])])
+    return torch.cat([row, row.new_ones(ncol - len(row), *row.shape[1:])])
 
 
 def _scale(images: torch.Tensor) -> int:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import VaelabError
 from ..registry import Registry
@@ -188,6 +188,23 @@ def load_images(
             raise VaelabError(f"{name}: images are colour; grayscale only applies to folder:PATH")
     request = LoadRequest(resolve_data_root(data_dir), split, arg, image_size, grayscale, download, skip_bad_files)
     return spec.load(request)
+
+
+def fetch(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Download dataset `name` into the data root ahead of time (every split, md5-checked, read once to be
+    sure); returns its folder, or None for a set with no files to fetch (shapes, folder:PATH)."""
+    spec, _ = _lookup(name)
+    if spec.missing is None:
+        return None
+    for split in SPLITS:
+        load_images(name, split, data_dir=data_dir, download=True)
+    return resolve_data_root(data_dir) / spec.name
+
+
+def channels(name: str, grayscale: bool = False) -> int:
+    """How many channels the images of dataset `name` have (1: grey, 3: colour), without loading them."""
+    spec, _ = _lookup(name)
+    return 1 if grayscale and spec.resizable else spec.image_shape[0]
 
 
 def dataset_names() -> list[str]:

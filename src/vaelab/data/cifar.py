@@ -239,7 +239,7 @@ def load_cifar10(directory: Path, split: str, *, download: bool) -> ImageSet:
         extract_batches(ensure_file(NAME, TAR_NAME, directory, download=download), directory)
     batches = [read_batch(batch_dir / name) for name in needed]
     data = np.concatenate([d for d, _ in batches])  # (N, 3072): 1024 red, 1024 green, 1024 blue
-    labels = np.concatenate([l for _, l in batches])
+    labels = np.concatenate([batch_labels for _, batch_labels in batches])
     return ImageSet(
         images=torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE)),  # (N, 3, 32, 32)
         labels=torch.from_numpy(labels),

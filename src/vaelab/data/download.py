@@ -102,7 +102,7 @@ def ensure_file(dataset: str, filename: str, directory: Path, *, download: bool)
     if not download:
         raise VaelabError(
             f"{dataset}: missing {filename} in {directory}{os.sep} (download disabled); "
-            f"put the file there or pass --data-dir"
+            f"put the file there, or point --data-dir or VAELAB_DATA_DIR at a folder that has {dataset}/{filename}"
         )
     _download(dataset, filename, directory, expected)
     return path
@@ -138,8 +138,8 @@ def _download(dataset: str, filename: str, directory: Path, expected: str | None
             f"or put a good copy in {directory}{os.sep}"
         )
     raise VaelabError(
-        f"{dataset}: cannot get {filename} (offline or all mirrors failed); "
-        f"put the file in {directory}{os.sep} or pass --data-dir"
+        f"{dataset}: cannot get {filename} (offline or all mirrors failed); put the file in {directory}{os.sep}, "
+        f"or point --data-dir or VAELAB_DATA_DIR at a folder that has {dataset}/{filename}"
     )
 
 

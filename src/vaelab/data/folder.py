@@ -25,11 +25,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path, PurePath, PurePosixPath
 
 import numpy as np
@@ -89,16 +88,30 @@ def load_folder(
             f"folder:{path_text}: only {len(files)} image, too few to hold out a {split} split (need 2 or more)"
         )
 
-    images, kept = read_images(root, [files[i] for i in chosen], size=image_size, grayscale=grayscale,
-                               skip_bad_files=skip_bad_files, where=f"folder:{path_text}", split=split)
+    images, kept = read_images(
+        root,
+        [files[i] for i in chosen],
+        size=image_size,
+        grayscale=grayscale,
+        skip_bad_files=skip_bad_files,
+        where=f"folder:{path_text}",
+        split=split,
+    )
     labels, class_names = subfolder_labels([files[chosen[i]] for i in kept], all_files=files)
     return ImageSet(images=images, labels=labels, class_names=class_names)
 
 
-def read_images(root: Path, files: Sequence[PurePosixPath], *, size: int, grayscale: bool,
-                skip_bad_files: bool = False, where: str = "", split: str = "",
-                hint: str = "remove or replace it, or skip such files with --skip-bad-files",
-                ) -> tuple[torch.Tensor, list[int]]:
+def read_images(
+    root: Path,
+    files: Sequence[PurePosixPath],
+    *,
+    size: int,
+    grayscale: bool,
+    skip_bad_files: bool = False,
+    where: str = "",
+    split: str = "",
+    hint: str = "remove or replace it, or skip such files with --skip-bad-files",
+) -> tuple[torch.Tensor, list[int]]:
     """`files` (relative to `root`) as uint8 (N, C, size, size), C = 1 if grayscale else 3, and the
     indices of the files read. An unreadable file is a one-line error naming it, or with
     `skip_bad_files` is left out (logged once, with the count); none readable is an error."""
@@ -115,18 +128,29 @@ def read_images(root: Path, files: Sequence[PurePosixPath], *, size: int, graysc
     if bad:
         names = [_shown(f) for f, _ in bad[:3]] + (["..."] if len(bad) > 3 else [])
         names[0] += f" ({bad[0][1]})"
-        log.warning("%s: skipped %d unreadable file%s of %d%s: %s", where, len(bad), "" if len(bad) == 1 else "s",
-                    len(files), f" in the {split} split" if split else "", ", ".join(names))
+        log.warning(
+            "%s: skipped %d unreadable file%s of %d%s: %s",
+            where,
+            len(bad),
+            "" if len(bad) == 1 else "s",
+            len(files),
+            f" in the {split} split" if split else "",
+            ", ".join(names),
+        )
     if not pixels:
-        raise VaelabError(f"{where}: none of the {len(files)} files{f' of the {split} split' if split else ''} "
-                          f"is readable")
+        raise VaelabError(
+            f"{where}: none of the {len(files)} files{f' of the {split} split' if split else ''} is readable"
+        )
     images = torch.from_numpy(np.stack(pixels))  # (N, S, S) or (N, S, S, 3)
     images = images.unsqueeze(1) if grayscale else images.permute(0, 3, 1, 2).contiguous()  # (N, C, S, S)
     return images, kept
 
 
-def subfolder_labels(files: Sequence[PurePosixPath], *, all_files: Sequence[PurePosixPath] | None = None,
-                     ) -> tuple[torch.Tensor | None, tuple[str, ...] | None]:
+def subfolder_labels(
+    files: Sequence[PurePosixPath],
+    *,
+    all_files: Sequence[PurePosixPath] | None = None,
+) -> tuple[torch.Tensor | None, tuple[str, ...] | None]:
     """Labels from the first path component when every image sits in a subfolder (ImageFolder's
     convention): the index of its folder among the sorted folder names of `all_files` (default `files`)."""
     every = files if all_files is None else all_files

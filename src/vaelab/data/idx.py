@@ -88,9 +88,7 @@ def read_idx_pair(
         )
     labels = read_idx(labels_path, LABELS_MAGIC)  # (N,)
     if labels.shape[0] != images.shape[0]:
-        raise VaelabError(
-            f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images in {images_path.name}"
-        )
+        raise VaelabError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images in {images_path.name}")
     if int(labels.max()) >= num_classes:
         raise VaelabError(f"{labels_path}: label {int(labels.max())} out of range 0..{num_classes - 1}")
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels).long()

@@ -27,25 +27,20 @@ class ImageSet:
         images = self.images
         if images.dtype != torch.uint8 or images.dim() != 4 or not images.is_contiguous():
             raise ValueError(
-                f"images must be a contiguous (N, C, H, W) uint8 tensor, "
-                f"got {images.dtype} {tuple(images.shape)}"
+                f"images must be a contiguous (N, C, H, W) uint8 tensor, got {images.dtype} {tuple(images.shape)}"
             )
         n = images.shape[0]
         if self.labels is not None:
             if self.labels.dtype != torch.int64 or tuple(self.labels.shape) != (n,):
                 raise ValueError(
-                    f"labels must be a ({n},) int64 tensor, "
-                    f"got {self.labels.dtype} {tuple(self.labels.shape)}"
+                    f"labels must be a ({n},) int64 tensor, got {self.labels.dtype} {tuple(self.labels.shape)}"
                 )
         if (self.factors is None) != (self.factor_names is None):
             raise ValueError("factors and factor_names go together")
         if self.factors is not None:
             shape = tuple(self.factors.shape)
             if self.factors.dtype != torch.float32 or len(shape) != 2 or shape[0] != n:
-                raise ValueError(
-                    f"factors must be an ({n}, F) float32 tensor, "
-                    f"got {self.factors.dtype} {shape}"
-                )
+                raise ValueError(f"factors must be an ({n}, F) float32 tensor, got {self.factors.dtype} {shape}")
             if len(self.factor_names) != shape[1]:
                 raise ValueError(f"{shape[1]} factor columns but {len(self.factor_names)} names")
 

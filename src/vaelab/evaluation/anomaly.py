@@ -20,19 +20,40 @@ from ..data import folder
 from ..errors import VaelabError
 from ..files import write_text
 from ..models.vae import VAE
+from ..progress import QUIET, Reporter
 from .scores import elbo_per_image, iwae_per_image
 
 SCORES = ("elbo", "iwae")
 
 
-def anomaly_scores(model: VAE, images: torch.Tensor, *, score: str = "elbo", k: int = 100, chunk: int | None = None,
-                   batch_size: int = 1000, seed: int = 0, dynamic_binarize: bool = False) -> torch.Tensor:
+def anomaly_scores(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    score: str = "elbo",
+    k: int = 100,
+    chunk: int | None = None,
+    batch_size: int = 1000,
+    seed: int = 0,
+    dynamic_binarize: bool = False,
+    progress: Reporter = QUIET,
+) -> torch.Tensor:
     """-ELBO or -IWAE_k of each uint8 image (N, C, H, W) in nats: (N,), higher = more anomalous."""
     if score == "elbo":
-        return -elbo_per_image(model, images, batch_size=batch_size, seed=seed, dynamic_binarize=dynamic_binarize)
+        return -elbo_per_image(
+            model, images, batch_size=batch_size, seed=seed, dynamic_binarize=dynamic_binarize, progress=progress
+        )
     if score == "iwae":
-        return -iwae_per_image(model, images, k, chunk=chunk, batch_size=batch_size, seed=seed,
-                               dynamic_binarize=dynamic_binarize)
+        return -iwae_per_image(
+            model,
+            images,
+            k,
+            chunk=chunk,
+            batch_size=batch_size,
+            seed=seed,
+            dynamic_binarize=dynamic_binarize,
+            progress=progress,
+        )
     raise ValueError(f"unknown score {score!r} (known: {', '.join(SCORES)})")
 
 
@@ -53,14 +74,15 @@ def auroc(scores, positive) -> float:
     if n_pos == 0 or n_neg == 0:
         raise ValueError("AUROC needs both positive and negative items")
     _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)                  # 1-based rank of the last item of each distinct value
+    ends = np.cumsum(counts)  # 1-based rank of the last item of each distinct value
     average_rank = ends - (counts - 1) / 2.0  # tied items share the mean of their ranks
     rank_sum = average_rank[inverse][pos].sum()
     return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def read_image_folder(path: str | os.PathLike, image_shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str],
-                                                                                            torch.Tensor | None]:
+def read_image_folder(
+    path: str | os.PathLike, image_shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, list[str], torch.Tensor | None]:
     """Every image under `path` (as the folder: dataset finds them), as uint8 (N, C, H, W) of `image_shape`,
     with their relative file names and, when all sit in subfolders, subfolder labels (sorted names)."""
     c, h, w = image_shape
@@ -72,8 +94,9 @@ def read_image_folder(path: str | os.PathLike, image_shape: tuple[int, int, int]
     files = folder.find_images(root)
     if not files:
         raise VaelabError(f"--input {path}: no images ({', '.join(sorted(folder.EXTENSIONS))}) found")
-    images, _ = folder.read_images(root, files, size=h, grayscale=c == 1, where=f"--input {path}",
-                                   hint="remove or replace it")
+    images, _ = folder.read_images(
+        root, files, size=h, grayscale=c == 1, where=f"--input {path}", hint="remove or replace it"
+    )
     labels, _ = folder.subfolder_labels(files)
     return images, [str(f) for f in files], labels
 
@@ -82,25 +105,31 @@ def read_image_folder(path: str | os.PathLike, image_shape: tuple[int, int, int]
 class AnomalyResult:
     """Scores of a set of images, and the AUROC when normal classes were named."""
 
-    scores: torch.Tensor              # (N,) nats, higher = more anomalous
-    score: str                        # "elbo" | "iwae"
-    k: int | None                     # samples of the IWAE bound (None for elbo)
-    labels: torch.Tensor | None       # (N,) when known
-    files: list[str] | None           # relative file names for --input
+    scores: torch.Tensor  # (N,) nats, higher = more anomalous
+    score: str  # "elbo" | "iwae"
+    k: int | None  # samples of the IWAE bound (None for elbo)
+    labels: torch.Tensor | None  # (N,) when known
+    files: list[str] | None  # relative file names for --input
     normal_classes: tuple[int, ...] | None
-    auroc: float | None               # anomalies (labels not in normal_classes) vs normal images
-    output: Path | None = None        # the CSV written, if any
+    auroc: float | None  # anomalies (labels not in normal_classes) vs normal images
+    output: Path | None = None  # the CSV written, if any
+    grid: Path | None = None  # the picture of the most and least anomalous images, if any
 
     def csv_text(self) -> str:
         """index[,file][,label],score: one row per image; a file name holding a newline or comma is quoted
         (csv), and bytes that are not UTF-8 appear escaped (\\xff), so the text always encodes as UTF-8."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["index"] + (["file"] if self.files else []) + (["label"] if self.labels is not None else [])
-                        + ["score"])
+        writer.writerow(
+            ["index"] + (["file"] if self.files else []) + (["label"] if self.labels is not None else []) + ["score"]
+        )
         for i, value in enumerate(self.scores.tolist()):
-            writer.writerow([i] + ([_utf8_name(self.files[i])] if self.files else [])
-                            + ([int(self.labels[i])] if self.labels is not None else []) + [f"{value:.4f}"])
+            writer.writerow(
+                [i]
+                + ([_utf8_name(self.files[i])] if self.files else [])
+                + ([int(self.labels[i])] if self.labels is not None else [])
+                + [f"{value:.4f}"]
+            )
         return buf.getvalue()
 
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from ..data.root import _user_cache_dir
 from ..errors import VaelabError
 from ..files import check_readable_file, check_writable_folder, write_bytes
 from ..models.vae import as_float_images
+from ..progress import QUIET, Reporter
 
 CLASSIFIER_VERSION = 1
 FORMAT = "vaelab-classifier"
@@ -48,10 +49,14 @@ class FeatureNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, features: int = 128) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(7), nn.Flatten(),          # (B, 32*7*7) whatever the image size
-            nn.Linear(32 * 7 * 7, features), nn.ReLU(),
+            nn.Conv2d(in_channels, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(7),
+            nn.Flatten(),  # (B, 32*7*7) whatever the image size
+            nn.Linear(32 * 7 * 7, features),
+            nn.ReLU(),
         )
         self.head = nn.Linear(features, num_classes)
 
@@ -68,8 +73,8 @@ class Classifier:
 
     net: FeatureNet
     accuracy: float  # test-set accuracy, in [0, 1]
-    path: Path       # the cached file
-    trained: bool    # True when this call trained it (False: read from the cache)
+    path: Path  # the cached file
+    trained: bool  # True when this call trained it (False: read from the cache)
 
     @property
     def name(self) -> str:
@@ -80,8 +85,12 @@ class Classifier:
         """Penultimate features (N, F) on CPU of images (N, C, H, W), uint8 or floats in [0, 1]."""
         device = next(self.net.parameters()).device
         self.net.eval()
-        return torch.cat([self.net.features(images[i:i + batch_size].to(device)).float().cpu()
-                          for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [
+                self.net.features(images[i : i + batch_size].to(device)).float().cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
 
 def classifier_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -108,14 +117,25 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
 
 
-def load_or_train(dataset: str, train: ImageSet, test: ImageSet, *, cache_dir: str | os.PathLike | None = None,
-                  epochs: int = 2, train_limit: int | None = None, seed: int = 0, batch_size: int = 256,
-                  device: str | torch.device = "cpu", log: Callable[[str], None] | None = None) -> Classifier:
+def load_or_train(
+    dataset: str,
+    train: ImageSet,
+    test: ImageSet,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    epochs: int = 2,
+    train_limit: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] | None = None,
+    progress: Reporter = QUIET,
+) -> Classifier:
     """The cached classifier for this dataset and recipe, trained (and cached) first if absent.
 
     train/test: the dataset's labelled splits as uint8 images; `train_limit`
     trains on the first N training images only (for tests). Raises ValueError
-    when the data has no labels.
+    when the data has no labels. `progress` shows the training's.
     """
     if train.labels is None or test.labels is None:
         raise ValueError(f"{dataset} has no labels: the Fréchet distance's classifier needs them")
@@ -137,14 +157,32 @@ def load_or_train(dataset: str, train: ImageSet, test: ImageSet, *, cache_dir: s
         raise VaelabError(f"{e} (set VAELAB_CACHE_DIR to a writable folder, or skip it with --no-frechet)") from None
     if log:
         log(f"training the Fréchet classifier for {dataset} ({len(train)} images, {epochs} epochs) -> {path}")
-    net = _train(train, in_channels, num_classes, epochs=epochs, seed=seed, batch_size=batch_size, device=device)
+    net = _train(
+        train,
+        in_channels,
+        num_classes,
+        epochs=epochs,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
     accuracy = _accuracy(net, test)
     _write(path, net, accuracy, dataset, in_channels, num_classes)
     return Classifier(net.eval(), accuracy, path, trained=True)
 
 
-def _train(train: ImageSet, in_channels: int, num_classes: int, *, epochs: int, seed: int, batch_size: int,
-           device) -> FeatureNet:
+def _train(
+    train: ImageSet,
+    in_channels: int,
+    num_classes: int,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int,
+    device,
+    progress: Reporter = QUIET,
+) -> FeatureNet:
     device = torch.device(device)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -154,14 +192,17 @@ def _train(train: ImageSet, in_channels: int, num_classes: int, *, epochs: int, 
         images, labels = train.images.to(device), train.labels.to(device)
         g = torch.Generator().manual_seed(seed)
         net.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(images), generator=g).to(device)
-            for i in range(0, len(images), batch_size):
-                idx = order[i:i + batch_size]
-                loss = F.cross_entropy(net(images[idx]), labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        batches = -(-len(images) // batch_size)
+        with progress.bar(epochs * batches, "training the Fréchet classifier", unit="batches") as bar:
+            for _ in range(epochs):
+                order = torch.randperm(len(images), generator=g).to(device)
+                for i in range(0, len(images), batch_size):
+                    idx = order[i : i + batch_size]
+                    loss = F.cross_entropy(net(images[idx]), labels[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    bar.update()
     return net.eval()
 
 
@@ -171,15 +212,21 @@ def _accuracy(net: FeatureNet, test: ImageSet, batch_size: int = 1000) -> float:
     net.eval()
     correct = 0
     for i in range(0, len(test), batch_size):
-        pred = net(test.images[i:i + batch_size].to(device)).argmax(1).cpu()
-        correct += int((pred == test.labels[i:i + batch_size]).sum())
+        pred = net(test.images[i : i + batch_size].to(device)).argmax(1).cpu()
+        correct += int((pred == test.labels[i : i + batch_size]).sum())
     return correct / max(len(test), 1)
 
 
 def _write(path: Path, net: FeatureNet, accuracy: float, dataset: str, in_channels: int, num_classes: int) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-    metadata = {"format": FORMAT, "version": str(CLASSIFIER_VERSION), "dataset": dataset,
-                "in_channels": str(in_channels), "num_classes": str(num_classes), "accuracy": repr(accuracy)}
+    metadata = {
+        "format": FORMAT,
+        "version": str(CLASSIFIER_VERSION),
+        "dataset": dataset,
+        "in_channels": str(in_channels),
+        "num_classes": str(num_classes),
+        "accuracy": repr(accuracy),
+    }
     write_bytes(path, save(tensors, metadata=metadata))
 
 

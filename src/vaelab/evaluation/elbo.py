@@ -8,8 +8,9 @@ from ..models.vae import VAE
 from .scores import elbo_terms_per_image
 
 
-def evaluate_elbo(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, dynamic_binarize: bool = False,
-                  seed: int = 0) -> dict[str, float]:
+def evaluate_elbo(
+    model: VAE, images: torch.Tensor, *, batch_size: int = 1000, dynamic_binarize: bool = False, seed: int = 0
+) -> dict[str, float]:
     """Mean ELBO, recon (-log p(x|z)) and KL in nats per image over uint8 images (N, C, H, W).
 
     The per-image terms of `vaelab evaluate` (one seeded z per image, analytic KL), averaged:

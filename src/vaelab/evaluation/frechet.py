@@ -41,6 +41,7 @@ def frechet_from_stats(mu_a: torch.Tensor, cov_a: torch.Tensor, mu_b: torch.Tens
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
     """Fréchet distance between the Gaussians fitted to two feature sets (N_a, F) and (N_b, F)."""
     if features_a.dim() != 2 or features_b.dim() != 2 or features_a.shape[1] != features_b.shape[1]:
-        raise ValueError(f"expected (N, F) feature sets of the same F, got {tuple(features_a.shape)} "
-                         f"and {tuple(features_b.shape)}")
+        raise ValueError(
+            f"expected (N, F) feature sets of the same F, got {tuple(features_a.shape)} and {tuple(features_b.shape)}"
+        )
     return frechet_from_stats(*gaussian_stats(features_a), *gaussian_stats(features_b))

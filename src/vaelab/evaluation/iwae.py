@@ -9,6 +9,7 @@ negative, averaged over images, is the importance-weighted NLL in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -27,36 +28,43 @@ def default_chunk(device: torch.device | str) -> int:
 
 
 @torch.inference_mode()
-def log_weights(model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None) -> torch.Tensor:
+def log_weights(
+    model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None, done: Callable[[int], None] | None = None
+) -> torch.Tensor:
     """log w for K samples per image: x (B, C, H, W) -> (K, B).
 
     At most `chunk` (image, sample) pairs go through the decoder at once, so
     memory stays bounded whatever K and B are. The noise is drawn one sample
     index at a time, (B, D) per draw from the global RNG, so for a given seed
     the values do not depend on `chunk` (default: `default_chunk(device)`).
+    `done(pairs)` is called after each decoder pass (for progress).
     """
     chunk = default_chunk(x.device) if chunk is None else chunk
     if k < 1 or chunk < 1:
         raise ValueError(f"k and chunk must be at least 1, got k={k}, chunk={chunk}")
     q = model.encode(x)
     b = x.shape[0]
-    per_pass = max(1, chunk // b)                  # samples per decoder pass
-    width = min(b, chunk)                          # images per decoder pass (all of them unless chunk < B)
+    per_pass = max(1, chunk // b)  # samples per decoder pass
+    width = min(b, chunk)  # images per decoder pass (all of them unless chunk < B)
     out = torch.empty(k, b, device=q.mu.device)
     for start in range(0, k, per_pass):
         n = min(per_pass, k - start)
-        z = torch.stack([q.rsample() for _ in range(n)])     # (n, B, D)
+        z = torch.stack([q.rsample() for _ in range(n)])  # (n, B, D)
         log_prior_ratio = model.prior.log_prob(z) - q.log_prob(z)  # (n, B)
         for i in range(0, b, width):
-            zi = z[:, i:i + width]                 # (n, w, D)
+            zi = z[:, i : i + width]  # (n, w, D)
             params = direct.forward(model.decoder, zi.flatten(0, 1))  # (n*w, K*C, H, W): model.decoder's values
-            params = params.unflatten(0, zi.shape[:2])           # (n, w, K*C, H, W)
-            log_px_z = model.likelihood.log_prob(params, x[i:i + width])  # (n, w), x broadcasts over samples
-            out[start:start + n, i:i + width] = log_px_z + log_prior_ratio[:, i:i + width]
+            params = params.unflatten(0, zi.shape[:2])  # (n, w, K*C, H, W)
+            log_px_z = model.likelihood.log_prob(params, x[i : i + width])  # (n, w), x broadcasts over samples
+            out[start : start + n, i : i + width] = log_px_z + log_prior_ratio[:, i : i + width]
+            if done is not None:
+                done(zi.shape[0] * zi.shape[1])
     return out
 
 
-def iwae_bound(model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None) -> torch.Tensor:
-    """The IWAE lower bound on log p(x) per image: (B,)."""
-    lw = log_weights(model, x, k, chunk=chunk)
+def iwae_bound(
+    model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None, done: Callable[[int], None] | None = None
+) -> torch.Tensor:
+    """The IWAE lower bound on log p(x) per image: (B,). `done`: as `log_weights`."""
+    lw = log_weights(model, x, k, chunk=chunk, done=done)
     return torch.logsumexp(lw, dim=0) - math.log(k)

@@ -6,24 +6,25 @@ the same numbers, and the caller's random stream is left untouched.
 
 Dynamically binarised data is binarised *once* (`binarize_once`, seeded)
 before it is scored, so that the ELBO, the IWAE bound and the posterior
-statistics of an image all refer to the same binary image.
+statistics of an image all refer to the same binary image. `progress` (a
+`vaelab.progress.Reporter`) shows each pass's progress on standard error.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
 from ..config import ObjectiveConfig
 from ..models.objectives import ELBO
 from ..models.vae import VAE
+from ..progress import QUIET, Reporter
 from ..runtime import batch_memory_format, is_channels_last, memory_format_for
 from ..training.batches import Batches
 from .iwae import iwae_bound
-
 
 # Evaluation always uses the analytic KL: the same expectation as the Monte Carlo
 # estimate some presets train with, without its variance.
@@ -67,28 +68,53 @@ def _prepared(images: torch.Tensor, dynamic_binarize: bool, seed: int) -> torch.
     return binarize_once(images, seed) if dynamic_binarize else images
 
 
-def elbo_terms_per_image(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, seed: int = 0,
-                         dynamic_binarize: bool = False) -> dict[str, torch.Tensor]:
+def elbo_terms_per_image(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    seed: int = 0,
+    dynamic_binarize: bool = False,
+    progress: Reporter = QUIET,
+) -> dict[str, torch.Tensor]:
     """The ELBO's terms per image, one z ~ q(z|x) each and the analytic KL: {'elbo', 'recon', 'kl'}, (N,) on CPU."""
     images = _prepared(images, dynamic_binarize, seed)
     parts: dict[str, list[torch.Tensor]] = {"elbo": [], "recon": [], "kl": []}
-    with _seeded_eval(model, seed):
+    with _seeded_eval(model, seed), progress.bar(len(images), "ELBO") as bar:
         for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
             terms = _EVAL_ELBO(model, x)
             for name, values in parts.items():
                 values.append(terms[name].float().cpu())
+            bar.update(len(x))
     return {name: torch.cat(values) for name, values in parts.items()}
 
 
-def elbo_per_image(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, seed: int = 0,
-                   dynamic_binarize: bool = False) -> torch.Tensor:
+def elbo_per_image(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    seed: int = 0,
+    dynamic_binarize: bool = False,
+    progress: Reporter = QUIET,
+) -> torch.Tensor:
     """The ELBO of each image in nats (a lower bound on log p(x), negative): (N,) on CPU."""
-    return elbo_terms_per_image(model, images, batch_size=batch_size, seed=seed,
-                                dynamic_binarize=dynamic_binarize)["elbo"]
+    return elbo_terms_per_image(
+        model, images, batch_size=batch_size, seed=seed, dynamic_binarize=dynamic_binarize, progress=progress
+    )["elbo"]
 
 
-def iwae_per_image(model: VAE, images: torch.Tensor, k: int, *, chunk: int | None = None, batch_size: int = 1000,
-                   seed: int = 0, dynamic_binarize: bool = False) -> torch.Tensor:
+def iwae_per_image(
+    model: VAE,
+    images: torch.Tensor,
+    k: int,
+    *,
+    chunk: int | None = None,
+    batch_size: int = 1000,
+    seed: int = 0,
+    dynamic_binarize: bool = False,
+    progress: Reporter = QUIET,
+) -> torch.Tensor:
     """The IWAE bound with `k` samples on log p(x) of each image in nats: (N,) on CPU.
 
     `chunk` bounds the (image, sample) pairs decoded at once (memory; default per device, see
@@ -97,9 +123,10 @@ def iwae_per_image(model: VAE, images: torch.Tensor, k: int, *, chunk: int | Non
     """
     images = _prepared(images, dynamic_binarize, seed)
     out = []
-    with _seeded_eval(model, seed):
+    with _seeded_eval(model, seed), progress.bar(len(images), f"IWAE k={k}") as bar:
         for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
-            out.append(iwae_bound(model, x, k, chunk=chunk).float().cpu())
+            # each decoder pass moves the bar by its share of an image's k samples
+            out.append(iwae_bound(model, x, k, chunk=chunk, done=lambda pairs: bar.update(pairs / k)).float().cpu())
     return torch.cat(out)
 
 
@@ -107,25 +134,33 @@ def iwae_per_image(model: VAE, images: torch.Tensor, k: int, *, chunk: int | Non
 class PosteriorStats:
     """What z = mu says about a model on a set of images (no random draws)."""
 
-    mu: torch.Tensor          # (N, D) posterior means
+    mu: torch.Tensor  # (N, D) posterior means
     kl_per_dim: torch.Tensor  # (D,) mean over images of KL(q(z_d|x) || N(0, 1)), nats
-    recon_mse: torch.Tensor   # (N,) mean squared error per image of the likelihood's mean at z = mu, [0, 1] units
+    recon_mse: torch.Tensor  # (N,) mean squared error per image of the likelihood's mean at z = mu, [0, 1] units
 
     def active_units(self, threshold: float = 0.01) -> int:
         """Latent dims whose posterior mean varies over the data: Var_x(E_q[z_d]) > threshold (Burda et al. 2016)."""
         return int((self.mu.double().var(dim=0, correction=0) > threshold).sum()) if len(self.mu) > 0 else 0
 
 
-def posterior_stats(model: VAE, images: torch.Tensor, *, batch_size: int = 1000, seed: int = 0,
-                    dynamic_binarize: bool = False) -> PosteriorStats:
+def posterior_stats(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    seed: int = 0,
+    dynamic_binarize: bool = False,
+    progress: Reporter = QUIET,
+) -> PosteriorStats:
     """Posterior means, per-dimension KL and the reconstruction MSE via z = mu, over uint8 images."""
     images = _prepared(images, dynamic_binarize, seed)
     mus, kl_sum, mses = [], None, []
-    with _seeded_eval(model, seed):
+    with _seeded_eval(model, seed), progress.bar(len(images), "posterior statistics") as bar:
         for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
             q = model.encode(x)
             kl = q.kl_per_dim().double().sum(0)  # (D,)
             kl_sum = kl if kl_sum is None else kl_sum + kl
             mus.append(q.mu.float().cpu())
             mses.append((model.decode(q.mu) - x).pow(2).flatten(1).mean(1).float().cpu())
+            bar.update(len(x))
     return PosteriorStats(mu=torch.cat(mus), kl_per_dim=(kl_sum / len(images)).float().cpu(), recon_mse=torch.cat(mses))

@@ -14,53 +14,82 @@ from typing import Any
 import torch
 
 from ..models.vae import VAE
+from ..progress import QUIET, Reporter
 from .classifier import Classifier
 from .frechet import frechet_distance
 from .scores import elbo_terms_per_image, iwae_per_image, posterior_stats
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Var_x(E_q[z_d]) above this counts as active
-MIN_FRECHET_N = 256            # two per feature dim at least, or the covariance estimate is meaningless
+MIN_FRECHET_N = 256  # two per feature dim at least, or the covariance estimate is meaningless
 
 
 def bits_per_dim_note(binarize: str, likelihood: str) -> str | None:
     """None when a NLL of this data under this likelihood converts to bits/dim; else why not."""
     if likelihood != "bernoulli":
-        return (f"the {likelihood} likelihood is a density on continuous pixels, not a probability of "
-                f"discrete images, so its NLL is not a code length")
+        return (
+            f"the {likelihood} likelihood is a density on continuous pixels, not a probability of "
+            f"discrete images, so its NLL is not a code length"
+        )
     if binarize == "none":
-        return ("grey levels under a Bernoulli likelihood are not a normalised distribution "
-                "(the BCE loss of the seeds), so its NLL is not a code length")
+        return (
+            "grey levels under a Bernoulli likelihood are not a normalised distribution "
+            "(the BCE loss of the seeds), so its NLL is not a code length"
+        )
     return None
 
 
 @torch.no_grad()
-def sample_frechet(model: VAE, reference: torch.Tensor, classifier: Classifier, *, seed: int = 0,
-                   batch_size: int = 1000) -> float:
+def sample_frechet(
+    model: VAE,
+    reference: torch.Tensor,
+    classifier: Classifier,
+    *,
+    seed: int = 0,
+    batch_size: int = 1000,
+    progress: Reporter = QUIET,
+) -> float:
     """Fréchet distance between len(reference) samples of the model (the likelihood's mean at
     z ~ N(0, I), as `vaelab sample` shows them) and the reference images, in the classifier's features."""
     n = len(reference)
     z = model.prior.sample(n, generator=torch.Generator().manual_seed(seed))  # (n, D) on CPU
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        samples = torch.cat([model.decode(z[i:i + batch_size].to(model.device)).cpu()
-                             for i in range(0, n, batch_size)])  # (n, C, H, W) in [0, 1]
+    sampled, real = [], []  # features (b, F) of each batch
+    with torch.inference_mode(), progress.bar(2 * n, f"Fréchet distance ({n:,} samples and images)") as bar:
+        for i in range(0, n, batch_size):
+            samples = model.decode(z[i : i + batch_size].to(model.device)).cpu()  # (b, C, H, W) in [0, 1]
+            sampled.append(classifier.features(samples, batch_size=batch_size))
+            bar.update(len(samples))
+        for i in range(0, n, batch_size):
+            real.append(classifier.features(reference[i : i + batch_size], batch_size=batch_size))
+            bar.update(len(real[-1]))
     model.train(was_training)
-    return frechet_distance(classifier.features(samples, batch_size=batch_size),
-                            classifier.features(reference, batch_size=batch_size))
+    return frechet_distance(torch.cat(sampled), torch.cat(real))
 
 
-def evaluate_model(model: VAE, images: torch.Tensor, *, binarize: str = "none", likelihood: str = "bernoulli",
-                   k: int = 100, chunk: int | None = None, batch_size: int = 1000, seed: int = 0,
-                   classifier: Classifier | None = None, frechet_n: int = 5000,
-                   frechet_note: str | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    binarize: str = "none",
+    likelihood: str = "bernoulli",
+    k: int = 100,
+    chunk: int | None = None,
+    batch_size: int = 1000,
+    seed: int = 0,
+    classifier: Classifier | None = None,
+    frechet_n: int = 5000,
+    frechet_note: str | None = None,
+    progress: Reporter = QUIET,
+) -> dict[str, Any]:
     """The full evaluation of `model` on uint8 images (N, C, H, W) as the run sees them (binarised if
     static; `binarize="dynamic"` binarises them once, seeded). `k=0` skips the IWAE bound;
-    `classifier=None` skips the Fréchet distance (give the reason as `frechet_note`)."""
+    `classifier=None` skips the Fréchet distance (give the reason as `frechet_note`); `progress`
+    shows each pass's."""
     dynamic = binarize == "dynamic"
     n = len(images)
     c, h, w = images.shape[1:]
-    common = dict(batch_size=batch_size, seed=seed, dynamic_binarize=dynamic)
+    common = dict(batch_size=batch_size, seed=seed, dynamic_binarize=dynamic, progress=progress)
 
     terms = elbo_terms_per_image(model, images, **common)
     elbo, recon, kl = (float(terms[name].double().mean()) for name in ("elbo", "recon", "kl"))
@@ -89,7 +118,7 @@ def evaluate_model(model: VAE, images: torch.Tensor, *, binarize: str = "none", 
         classifier, frechet_note = None, f"needs at least {MIN_FRECHET_N} images, got {fd_n}"
     if classifier is not None:
         reference = images[:fd_n]  # the run's view of the data (its mean image when dynamically binarised)
-        fd = sample_frechet(model, reference, classifier, seed=seed, batch_size=batch_size)
+        fd = sample_frechet(model, reference, classifier, seed=seed, batch_size=batch_size, progress=progress)
     out["frechet_distance"] = fd
     out["frechet_n"] = fd_n if fd is not None else None
     out["frechet_classifier"] = classifier.name if classifier is not None else None

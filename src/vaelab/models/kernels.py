@@ -41,16 +41,31 @@ class _ConvTranspose2dBiasApart(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             grad_x, grad_w, _ = _aten.convolution_backward(
-                grad, x, weight, None, stride, padding, [1, 1], True, output_padding, 1,
-                [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False])
+                grad,
+                x,
+                weight,
+                None,
+                stride,
+                padding,
+                [1, 1],
+                True,
+                output_padding,
+                1,
+                [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False],
+            )
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))  # accumulates in fp32 for bf16 too: the same as summing in fp32 and rounding
         return grad_x, grad_w, grad_b, None, None, None
 
 
-def conv_transpose2d_bias_apart(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                                stride: tuple[int, int], padding: tuple[int, int],
-                                output_padding: tuple[int, int]) -> torch.Tensor:
+def conv_transpose2d_bias_apart(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+) -> torch.Tensor:
     """`F.conv_transpose2d` (groups 1, dilation 1) whose backward takes the bias gradient apart from oneDNN's.
 
     Under CPU autocast the operands are cast to the autocast dtype first, as

@@ -21,7 +21,7 @@ LOG_2PI = math.log(2 * math.pi)
 class DiagGaussian:
     """N(mu, diag(exp(logvar))), parameterised by the log variance."""
 
-    mu: torch.Tensor      # (B, D)
+    mu: torch.Tensor  # (B, D)
     logvar: torch.Tensor  # (B, D)
 
     @property
@@ -63,7 +63,9 @@ class StandardNormal:
     def __init__(self, latent_dim: int) -> None:
         self.latent_dim = latent_dim
 
-    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=device, generator=generator)  # (n, D)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

@@ -45,9 +45,15 @@ class Flatten(nn.Flatten):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dim() == 4 and self.start_dim == 1 and self.end_dim == -1 and x.requires_grad
-                and torch.is_grad_enabled() and not x.is_contiguous()
-                and x.is_contiguous(memory_format=torch.channels_last)):
+        if (
+            x.dim() == 4
+            and self.start_dim == 1
+            and self.end_dim == -1
+            and x.requires_grad
+            and torch.is_grad_enabled()
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):
             return _FlattenKeepingLayout.apply(x)
         return super().forward(x)
 
@@ -79,10 +85,17 @@ class BiasApartConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if (output_size is None and x.device.type == "cpu" and self.groups == 1 and self.dilation == (1, 1)
-                and torch.is_grad_enabled() and self.weight.requires_grad):
-            return conv_transpose2d_bias_apart(x, self.weight, self.bias, self.stride, self.padding,
-                                               self.output_padding)
+        if (
+            output_size is None
+            and x.device.type == "cpu"
+            and self.groups == 1
+            and self.dilation == (1, 1)
+            and torch.is_grad_enabled()
+            and self.weight.requires_grad
+        ):
+            return conv_transpose2d_bias_apart(
+                x, self.weight, self.bias, self.stride, self.padding, self.output_padding
+            )
         return super().forward(x, output_size)
 
 
@@ -102,13 +115,18 @@ class NarrowConvTranspose2d(nn.ConvTranspose2d):
     MAX_OUT = 4  # the depthwise maps are C_in * C_out channels: worth it only for a few outputs
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if (x.device.type != "cpu" or self.stride != (1, 1) or self.dilation != (1, 1) or self.groups != 1
-                or output_size is not None):  # measured on the CPU only; cuDNN has its own kernels
+        if (
+            x.device.type != "cpu"
+            or self.stride != (1, 1)
+            or self.dilation != (1, 1)
+            or self.groups != 1
+            or output_size is not None
+        ):  # measured on the CPU only; cuDNN has its own kernels
             return super().forward(x, output_size)
         c_in, c_out = self.weight.shape[:2]
         depthwise, pad = self.as_depthwise(self.weight)
-        maps = F.conv2d(x, depthwise, None, padding=pad, groups=c_in)      # (B, C_in*C_out, H, W)
-        out = maps.unflatten(1, (c_in, c_out)).sum(1)                      # (B, C_out, H, W)
+        maps = F.conv2d(x, depthwise, None, padding=pad, groups=c_in)  # (B, C_in*C_out, H, W)
+        out = maps.unflatten(1, (c_in, c_out)).sum(1)  # (B, C_out, H, W)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
     def as_depthwise(self, weight: torch.Tensor) -> tuple[torch.Tensor, list[int]]:

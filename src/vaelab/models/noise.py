@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -23,14 +23,16 @@ class StepNoise:
 
     generator: torch.Generator
     rows: slice  # [start, stop) of the global batch
-    batch: int   # global batch size
+    batch: int  # global batch size
 
-    def standard_normal(self, shape: tuple[int, ...], batch_dim: int, dtype: torch.dtype,
-                        device: torch.device) -> torch.Tensor:
+    def standard_normal(
+        self, shape: tuple[int, ...], batch_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
         start, stop = self.rows.start, self.rows.stop
         if shape[batch_dim] != stop - start:
-            raise ValueError(f"noise for {shape[batch_dim]} rows asked for, but this step holds rows "
-                             f"{start}:{stop} of {self.batch}")
+            raise ValueError(
+                f"noise for {shape[batch_dim]} rows asked for, but this step holds rows {start}:{stop} of {self.batch}"
+            )
         full = list(shape)
         full[batch_dim] = self.batch
         eps = torch.randn(full, dtype=dtype, device=device, generator=self.generator)
@@ -46,8 +48,9 @@ def in_training_step() -> bool:
     return _current.get() is not None
 
 
-def standard_normal(shape: tuple[int, ...], *, batch_dim: int, dtype: torch.dtype,
-                    device: torch.device) -> torch.Tensor:
+def standard_normal(
+    shape: tuple[int, ...], *, batch_dim: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """N(0, 1) noise of `shape`, whose dim `batch_dim` runs over the batch's images."""
     source = _current.get()
     if source is None:

@@ -26,7 +26,7 @@ class ELBO:
 
     def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
         q = model.encode(x)
-        z = q.rsample()                                   # (B, D)
+        z = q.rsample()  # (B, D)
         recon = -model.likelihood.log_prob(model.decoder(z), x)
         if self.analytic_kl:
             kl = model.prior.kl(q)

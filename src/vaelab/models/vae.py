@@ -25,8 +25,18 @@ class VAE(nn.Module):
     data, such as the linear-Gaussian reference model on real numbers).
     """
 
-    def __init__(self, *, encoder: nn.Module, decoder: nn.Module, posterior, prior, likelihood,
-                 objective, image_shape: tuple[int, int, int], check_pixels: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        posterior,
+        prior,
+        likelihood,
+        objective,
+        image_shape: tuple[int, int, int],
+        check_pixels: bool = True,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -71,8 +81,10 @@ class VAE(nn.Module):
         checks.whole("n", n, low=0)
         checks.temperature("temperature", temperature)
         pixels = math.prod(self.image_shape)
-        checks.memory(f"{n} samples of {'x'.join(map(str, self.image_shape))}",
-                      n * (2 * pixels + self.latent_dim) * checks.FLOAT32_BYTES)
+        checks.memory(
+            f"{n} samples of {'x'.join(map(str, self.image_shape))}",
+            n * (2 * pixels + self.latent_dim) * checks.FLOAT32_BYTES,
+        )
         if n == 0:
             return torch.empty(0, *self.image_shape, device=self.device)
         z = self.prior.sample(n, device="cpu", generator=generator).to(self.device) * temperature
@@ -137,15 +149,29 @@ def check_shapes(vae: VAE, model: ModelConfig, batch: int = 2) -> None:
     VaelabError naming the part, the expected and the actual shapes."""
     c, h, w = vae.image_shape
     images = "x".join(map(str, vae.image_shape))
-    _try_part("encoder", model.encoder, vae.encoder, torch.zeros(batch, c, h, w), f"{images} images",
-              (batch, vae.posterior.param_count), f"the {model.posterior} posterior of latent_dim {model.latent_dim}")
-    _try_part("decoder", model.decoder, vae.decoder, torch.zeros(batch, model.latent_dim),
-              f"latent_dim {model.latent_dim}", (batch, c * vae.likelihood.params_per_channel, h, w),
-              f"the {model.likelihood} likelihood of {images} images")
+    _try_part(
+        "encoder",
+        model.encoder,
+        vae.encoder,
+        torch.zeros(batch, c, h, w),
+        f"{images} images",
+        (batch, vae.posterior.param_count),
+        f"the {model.posterior} posterior of latent_dim {model.latent_dim}",
+    )
+    _try_part(
+        "decoder",
+        model.decoder,
+        vae.decoder,
+        torch.zeros(batch, model.latent_dim),
+        f"latent_dim {model.latent_dim}",
+        (batch, c * vae.likelihood.params_per_channel, h, w),
+        f"the {model.likelihood} likelihood of {images} images",
+    )
 
 
-def _try_part(part: str, name: str, net: nn.Module, x: torch.Tensor, given: str, expected: tuple[int, ...],
-              reader: str) -> None:
+def _try_part(
+    part: str, name: str, net: nn.Module, x: torch.Tensor, given: str, expected: tuple[int, ...], reader: str
+) -> None:
     """`net(x)` once in eval mode (BatchNorm's statistics stay untouched), its output shape checked."""
     modes = {m: m.training for m in net.modules()}  # restored one by one: a factory may freeze some parts
     net.eval()
@@ -160,8 +186,9 @@ def _try_part(part: str, name: str, net: nn.Module, x: torch.Tensor, given: str,
             m.training = training
     actual = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if actual != expected:
-        raise VaelabError(f"{part} {name!r} returns {actual} for {given} (a batch of {len(x)}); {reader} "
-                          f"needs {expected}")
+        raise VaelabError(
+            f"{part} {name!r} returns {actual} for {given} (a batch of {len(x)}); {reader} needs {expected}"
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -10,12 +10,12 @@ batches and keeps its own rows of each (`shard`).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
 from ..errors import VaelabError
-from .distributed import Dist
+from .distributed import SINGLE, Dist
 
 
 def binarize_static(images: torch.Tensor) -> torch.Tensor:
@@ -26,15 +26,26 @@ def binarize_static(images: torch.Tensor) -> torch.Tensor:
 class Batches:
     """An iterable over float batches (B, C, H, W) in [0, 1] on `device`."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, *, device: torch.device | str = "cpu",
-                 shuffle: bool = False, drop_last: bool = False, dynamic_binarize: bool = False,
-                 seed: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
-                 shard: Dist = Dist()) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        batch_size: int,
+        *,
+        device: torch.device | str = "cpu",
+        shuffle: bool = False,
+        drop_last: bool = False,
+        dynamic_binarize: bool = False,
+        seed: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        shard: Dist = SINGLE,
+    ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("Batches takes uint8 images of shape (N, C, H, W)")
         if drop_last and len(images) < batch_size:
-            raise VaelabError(f"batch size {batch_size} is larger than the {len(images)} images and the "
-                              f"partial last batch is dropped: nothing to train on")
+            raise VaelabError(
+                f"batch size {batch_size} is larger than the {len(images)} images and the "
+                f"partial last batch is dropped: nothing to train on"
+            )
         self.images = images.to(device)  # (N, C, H, W) uint8, on the device once
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -70,7 +81,7 @@ class Batches:
         order = self.order(epoch).to(self.images.device)
         for i in range(skip, len(self)):
             rows = self.shard.rows(self.size(i))
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[index[rows]].float().div_(255.0)
             if self.dynamic_binarize:  # a fresh binarisation every epoch, drawn for the whole batch
                 self._noise.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + i) & (2**64 - 1))

@@ -27,10 +27,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .. import __version__
 from ..config import RunConfig, from_dict, to_dict
 from ..errors import VaelabError
 from ..files import check_readable_file, write_bytes
+from ..version import __version__
 from .runfiles import is_count, kind_of, parse_json
 
 FORMAT = "vaelab-checkpoint"
@@ -41,12 +41,12 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 class Progress:
     """Where training is: enough to resume mid-epoch exactly where it stopped."""
 
-    epoch: int = 0    # epochs finished
-    step: int = 0     # optimiser steps taken, skipped ones included
-    batch: int = 0    # batches done in the epoch in progress (0 at an epoch boundary)
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimiser steps taken, skipped ones included
+    batch: int = 0  # batches done in the epoch in progress (0 at an epoch boundary)
     seconds: float = 0.0  # training time spent in the epoch in progress
     skipped: int = 0  # updates skipped by the numerical guards, in total
-    images: int = 0   # images of the epoch in progress whose update was applied
+    images: int = 0  # images of the epoch in progress whose update was applied
     sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
     # sums: loss, elbo, recon, kl summed over those images
 
@@ -72,8 +72,15 @@ class Checkpoint:
         return self.progress.step
 
 
-def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, progress: Progress) -> None:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    config: RunConfig,
+    image_shape,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    progress: Progress,
+) -> None:
     """Write the checkpoint atomically (temp file + rename)."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -88,8 +95,11 @@ def save_checkpoint(path: str | Path, *, config: RunConfig, image_shape, model: 
                     tensors[f"optimizer.{idx}.{key}"] = value.detach().contiguous().cpu()
                 else:
                     scalars.setdefault(str(idx), {})[key] = value
-        opt_meta = {"param_groups": state["param_groups"], "scalars": scalars,
-                    "indices": [str(i) for i in state["state"]]}
+        opt_meta = {
+            "param_groups": state["param_groups"],
+            "scalars": scalars,
+            "indices": [str(i) for i in state["state"]],
+        }
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -144,9 +154,10 @@ def load_checkpoint(run: str | Path, *, with_optimizer: bool = True) -> Checkpoi
     progress = checked("progress", lambda: _progress(metadata, tensors.get("progress.sums")))
     rng_state = checked("rng", lambda: _rng_state(tensors))
     optimizer_state = checked("optimizer", lambda: _optimizer_state(metadata, tensors)) if with_optimizer else None
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    return Checkpoint(config, image_shape, model_state, optimizer_state, rng_state, str(metadata.get("version", "?")),
-                      progress)
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return Checkpoint(
+        config, image_shape, model_state, optimizer_state, rng_state, str(metadata.get("version", "?")), progress
+    )
 
 
 # --------------------------------------------------------------------------- the metadata's schema
@@ -202,7 +213,7 @@ def _progress(metadata: dict[str, str], sums: torch.Tensor | None) -> Progress:
 
 
 def _rng_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    rng = {k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")}
+    rng = {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
     for name, state in rng.items():
         if name != "torch" and not (name.startswith("cuda.") and name[5:].isascii() and name[5:].isdigit()):
             raise ValueError(f"unknown generator {name!r}")
@@ -216,10 +227,16 @@ def _optimizer_state(metadata: dict[str, str], tensors: dict[str, torch.Tensor])
     meta = _json(metadata, "optimizer")
     if meta is None:
         return None
-    groups, scalars, indices = (meta.get(k) if isinstance(meta, dict) else None
-                                for k in ("param_groups", "scalars", "indices"))
-    if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                                             and all(is_count(i) for i in g["params"]) for g in groups)):
+    groups, scalars, indices = (
+        meta.get(k) if isinstance(meta, dict) else None for k in ("param_groups", "scalars", "indices")
+    )
+    if not (
+        isinstance(groups, list)
+        and all(
+            isinstance(g, dict) and isinstance(g.get("params"), list) and all(is_count(i) for i in g["params"])
+            for g in groups
+        )
+    ):
         raise ValueError("param_groups is not a list of groups, each with a list of parameter numbers")
     if not (isinstance(indices, list) and all(isinstance(i, str) and i.isascii() and i.isdigit() for i in indices)):
         raise ValueError("indices is not a list of parameter numbers")
@@ -229,13 +246,15 @@ def _optimizer_state(metadata: dict[str, str], tensors: dict[str, torch.Tensor])
     for idx in indices:
         per_param = dict(scalars.get(idx, {}))
         prefix = f"optimizer.{idx}."
-        per_param.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        per_param.update({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         state[int(idx)] = per_param
     entries = {idx: sorted(per_param) for idx, per_param in state.items()}
     for idx, names in entries.items():  # one optimiser keeps the same entries for every parameter
         if names != entries[min(entries)]:
-            raise ValueError(f"parameter {idx} has state {reprlib.repr(names)}, parameter {min(entries)} has "
-                             f"{reprlib.repr(entries[min(entries)])}")
+            raise ValueError(
+                f"parameter {idx} has state {reprlib.repr(names)}, parameter {min(entries)} has "
+                f"{reprlib.repr(entries[min(entries)])}"
+            )
     # JSON turned tuples such as Adam's betas into lists; give them back as PyTorch wrote them.
     groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()} for g in groups]
     return {"state": state, "param_groups": groups}
@@ -284,9 +303,14 @@ def load_model_state(model: torch.nn.Module, ckpt: Checkpoint, where: str = "che
     unexpected = sorted(set(ckpt.model_state) - set(own))
     wrong = sorted(k for k in set(own) & set(ckpt.model_state) if own[k].shape != ckpt.model_state[k].shape)
     if missing or unexpected or wrong:
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"shape of {wrong[0]} is {tuple(ckpt.model_state[wrong[0]].shape)}, "
-                       f"expected {tuple(own[wrong[0]].shape)}")
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
+            else f"shape of {wrong[0]} is {tuple(ckpt.model_state[wrong[0]].shape)}, "
+            f"expected {tuple(own[wrong[0]].shape)}"
+        )
         raise VaelabError(f"{where} does not fit this model ({detail})")
     model.load_state_dict(ckpt.model_state)
 

@@ -15,8 +15,9 @@ import contextlib
 import importlib
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -100,8 +101,10 @@ class Dist:
         dist.all_reduce(low, op=dist.ReduceOp.MIN)
         dist.all_reduce(high, op=dist.ReduceOp.MAX)
         if not torch.equal(low, high):
-            raise VaelabError(f"the {self.world} ranks hold different weights (largest gap "
-                              f"{(high - low).abs().max().item():.3g}); the run is not data-parallel any more")
+            raise VaelabError(
+                f"the {self.world} ranks hold different weights (largest gap "
+                f"{(high - low).abs().max().item():.3g}); the run is not data-parallel any more"
+            )
 
     def sync_batchnorm(self, model: torch.nn.Module, log: Callable[[str], None]) -> torch.nn.Module:
         """BatchNorm layers normalise over the global batch (SyncBatchNorm), as one process would.
@@ -115,8 +118,10 @@ class Dist:
             return model
         if next(model.parameters()).device.type == "cuda":
             return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        log(f"note: SyncBatchNorm needs CUDA; on the CPU each of the {self.world} ranks normalises its "
-            f"BatchNorm layers over its own part of the batch, so results differ slightly from one process")
+        log(
+            f"note: SyncBatchNorm needs CUDA; on the CPU each of the {self.world} ranks normalises its "
+            f"BatchNorm layers over its own part of the batch, so results differ slightly from one process"
+        )
         return model
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -128,8 +133,10 @@ class Dist:
         # either stride on that dim, and their gradients come back with the other one; DDP then copies
         # 288 numbers with a stride instead of a block, and warns.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        return torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None)
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+SINGLE = Dist()  # one process, no torchrun: the default wherever a `Dist` is optional
 
 
 def from_env() -> Dist:
@@ -157,13 +164,16 @@ def session(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
         yield d, resolve_device(device_name)
         return
     if device_name.startswith("cuda:"):
-        raise VaelabError(f"--device {device_name} under torchrun: every rank would use the same GPU; pass "
-                          f"--device cuda and each rank takes cuda:LOCAL_RANK")
+        raise VaelabError(
+            f"--device {device_name} under torchrun: every rank would use the same GPU; pass "
+            f"--device cuda and each rank takes cuda:LOCAL_RANK"
+        )
     device = resolve_device(device_name)
     if device.type == "cuda":
         if d.local_rank >= torch.cuda.device_count():
-            raise VaelabError(f"local rank {d.local_rank} has no GPU ({torch.cuda.device_count()} visible); "
-                              f"lower --nproc-per-node")
+            raise VaelabError(
+                f"local rank {d.local_rank} has no GPU ({torch.cuda.device_count()} visible); lower --nproc-per-node"
+            )
         device = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(device)
     joined = not dist.is_initialized()
@@ -171,8 +181,7 @@ def session(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
         # before the group exists (see _leave); imported by name, since `import torch._dynamo` here would make
         # `torch` a local variable of this function and break the CUDA branch above
         importlib.import_module("torch._dynamo")
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                rank=d.rank, world_size=d.world)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=d.rank, world_size=d.world)
     try:
         yield d, device
         if joined:  # leave together: a rank tearing down gloo while its peer still writes could abort

@@ -3,38 +3,55 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import RunConfig
 from ..errors import TrainingStopped
-from ..evaluation.elbo import evaluate_elbo
 from ..models.noise import step_noise
 from ..models.vae import VAE
+from ..progress import ProgressBar
 from ..runtime import batch_memory_format, resolve_precision
-from ..viz.grid import save_grid
 from .batches import Batches
 from .checkpoint import Progress, save_checkpoint
 from .data import Splits
-from .distributed import Dist
+from .distributed import SINGLE, Dist
 from .rundir import RunDir
 from .signals import StopRequests
 from .step import train_step
+from .steplog import StepLog
 
 EpochCallback = Callable[[int, dict, VAE], None]
+Validate = Callable[[VAE], dict]  # model -> {"elbo", "recon", "kl"}: means over the validation split
+SaveSamples = Callable[[VAE, torch.Tensor, Path], None]  # (model, z (N, D), path): decode z, save the grid
 TERMS = ("loss", "elbo", "recon", "kl")
+LOG_EVERY = 50  # batches between two lines of steps.jsonl (each one host sync)
 
 
-def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunConfig, run: RunDir, *,
-        progress: Progress | None = None, callbacks: Iterable[EpochCallback] = (),
-        show_progress: bool = True, log: Callable[[str], None] = print, dist: Dist = Dist()) -> Progress:
+def fit(
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    splits: Splits,
+    cfg: RunConfig,
+    run: RunDir,
+    *,
+    validate: Validate,
+    save_samples: SaveSamples,
+    progress: Progress | None = None,
+    callbacks: Iterable[EpochCallback] = (),
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+    dist: Dist = SINGLE,
+) -> Progress:
     """Train from `progress` (a fresh start when None) to `cfg.train.epochs`.
 
-    After every epoch: validation ELBO, one line on the console and in
-    metrics.jsonl, a fixed-noise sample grid, and an atomic checkpoint, in
-    that order; with `checkpoint_every`, also every N steps. A SIGINT or
+    After every epoch: `validate`, one line on the console and in
+    metrics.jsonl, a fixed-noise sample grid (`save_samples`), and an atomic
+    checkpoint, in that order; with `checkpoint_every`, also every N steps.
+    Every `LOG_EVERY` batches, before each checkpoint and at each epoch's end,
+    the losses since the last line go to steps.jsonl (`StepLog`). A SIGINT or
     SIGTERM finishes the step in progress, checkpoints and raises
     `TrainingStopped`. Updates with a non-finite loss or gradient are skipped
     (counted); `max_skips` of them in a row stop the run. Under torchrun
@@ -45,21 +62,36 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     p = progress or Progress()
     device = model.device
     precision = resolve_precision(tc.precision, device, model)
-    train = Batches(splits.train.images, tc.batch_size, device=device, shuffle=True,
-                    drop_last=tc.drop_last, dynamic_binarize=cfg.data.binarize == "dynamic", seed=tc.seed,
-                    memory_format=batch_memory_format(model), shard=dist)
+    train = Batches(
+        splits.train.images,
+        tc.batch_size,
+        device=device,
+        shuffle=True,
+        drop_last=tc.drop_last,
+        dynamic_binarize=cfg.data.binarize == "dynamic",
+        seed=tc.seed,
+        memory_format=batch_memory_format(model),
+        shard=dist,
+    )
     step_model, step_rng = dist.wrap(model), torch.Generator(device)
     # The same noise every epoch shows how one set of samples improves (as seed 003 does).
     fixed_z = model.prior.sample(tc.sample_grid, generator=torch.Generator().manual_seed(tc.seed)).to(device)
     if dist.is_main and p.epoch == 0 and p.batch == 0 and tc.sample_grid:
-        _save_samples(model, fixed_z, run.sample_path(0))
+        save_samples(model, fixed_z, run.sample_path(0))
+    steps = StepLog(run.append_steps if dist.is_main else None, log, dist)
 
     def checkpoint(sums: torch.Tensor | None = None) -> None:
         if sums is not None:  # mid-epoch: the running sums of all ranks (rank 0 carries them on resume)
             p.sums = dist.sum(sums).cpu()
         if dist.is_main:
-            save_checkpoint(run.checkpoint_path, config=cfg, image_shape=model.image_shape, model=model,
-                            optimizer=optimizer, progress=p)
+            save_checkpoint(
+                run.checkpoint_path,
+                config=cfg,
+                image_shape=model.image_shape,
+                model=model,
+                optimizer=optimizer,
+                progress=p,
+            )
 
     with StopRequests() as stop:
         for epoch in range(p.epoch + 1, tc.epochs + 1):
@@ -68,15 +100,27 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
             sums = p.sums.to(device) if dist.is_main else torch.zeros(4, dtype=torch.float64, device=device)
             consecutive_skips = 0
             start = time.perf_counter() - p.seconds
-            bar = tqdm(train.epoch(epoch, skip=p.batch), total=len(train), initial=p.batch, unit="batch",
-                       desc=f"epoch {epoch}/{tc.epochs}", leave=False,
-                       disable=None if show_progress and dist.is_main else True)
-            for x in bar:
+            steps.start_epoch(sums, p)
+            bar = ProgressBar(
+                len(train),
+                f"training epoch {epoch}/{tc.epochs}",
+                unit="batches",
+                initial=p.batch,
+                enabled=show_progress and dist.is_main,
+            )
+            for x in train.epoch(epoch, skip=p.batch):
                 n = train.size(p.batch)
                 with step_noise(step_rng, tc.seed, p.step, dist.rows(n), n):
-                    terms, applied = train_step(step_model, optimizer, x, grad_clip=tc.grad_clip,
-                                                skip_grad_norm=tc.skip_grad_norm, precision=precision,
-                                                batch_size=n, dist=dist)
+                    terms, applied = train_step(
+                        step_model,
+                        optimizer,
+                        x,
+                        grad_clip=tc.grad_clip,
+                        skip_grad_norm=tc.skip_grad_norm,
+                        precision=precision,
+                        batch_size=n,
+                        dist=dist,
+                    )
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:
                     consecutive_skips = 0
@@ -88,26 +132,36 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
                         raise TrainingStopped(
                             f"training diverged: {consecutive_skips} updates in a row had a non-finite (or too "
                             f"large) gradient, at step {p.step}; the last checkpoint in {run.path} is kept. "
-                            f"Try a lower --lr or --grad-clip")
-                if p.batch % 50 == 1 and not bar.disable:  # the only host sync in the epoch, besides the guard
-                    bar.set_postfix(loss=f"{terms['loss'].mean().item():.2f}", skipped=p.skipped)
+                            f"Try a lower --lr or --grad-clip"
+                        )
+                bar.update()
+                if p.batch % LOG_EVERY == 0:  # the only host sync in the epoch, besides the guard
+                    line = steps.flush(epoch, p, sums)
+                    bar.set_note(f"loss {line['loss']:.2f}" + (f", {p.skipped} skipped" if p.skipped else ""))
                 stopping = dist.any(stop.requested is not None, device)  # every rank stops after the same step
                 if stopping or (tc.checkpoint_every and p.step % tc.checkpoint_every == 0):
                     p.seconds = time.perf_counter() - start
+                    steps.flush(epoch, p, sums)  # steps.jsonl is complete up to every checkpoint
                     checkpoint(sums)
+                    steps.restart(sums, p)
                     if stopping:
-                        raise TrainingStopped(f"stopped by {stop.requested or 'a signal to another rank'} at "
-                                              f"epoch {epoch}, step {p.step}; continue with: "
-                                              f"vaelab train --resume {run.path}", exit_code=stop.exit_code or 143)
+                        raise TrainingStopped(
+                            f"stopped by {stop.requested or 'a signal to another rank'} at "
+                            f"epoch {epoch}, step {p.step}; continue with: "
+                            f"vaelab train --resume {run.path}",
+                            exit_code=stop.exit_code or 143,
+                        )
             seconds = time.perf_counter() - start
+            bar.close()
+            steps.flush(epoch, p, sums)
             sums = dist.sum(sums)
             dist.check_in_sync(model)
             if dist.is_main:
-                record = _epoch_record(epoch, p, sums, seconds, model, splits, cfg)
+                record = _epoch_record(epoch, p, sums, seconds, validate(model), splits.val_name)
                 log(format_epoch(record))
                 run.append_metrics(record)
                 if tc.sample_grid:
-                    _save_samples(model, fixed_z, run.sample_path(epoch))
+                    save_samples(model, fixed_z, run.sample_path(epoch))
             p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
             checkpoint()
             if dist.is_main:
@@ -116,32 +170,32 @@ def fit(model: VAE, optimizer: torch.optim.Optimizer, splits: Splits, cfg: RunCo
     return p
 
 
-def _epoch_record(epoch: int, p: Progress, sums: torch.Tensor, seconds: float, model: VAE, splits: Splits,
-                  cfg: RunConfig) -> dict:
+def _epoch_record(epoch: int, p: Progress, sums: torch.Tensor, seconds: float, val: dict, val_split: str) -> dict:
     """The metrics line of a finished epoch: training means, the validation ELBO, timing."""
     images = p.images
     loss, elbo, recon, kl = (v / images if images else float("nan") for v in sums.tolist())
-    val = evaluate_elbo(model, splits.val.images, batch_size=cfg.train.eval_batch_size,
-                        dynamic_binarize=cfg.data.binarize == "dynamic", seed=cfg.train.seed)
     return {
-        "epoch": epoch, "step": p.step, "skipped_steps": p.skipped,
-        "train_loss": loss, "train_elbo": elbo, "train_recon": recon, "train_kl": kl,
-        "val_split": splits.val_name, "val_elbo": val["elbo"], "val_recon": val["recon"], "val_kl": val["kl"],
-        "seconds": seconds, "images_per_s": images / seconds if seconds > 0 else float("nan"),
+        "epoch": epoch,
+        "step": p.step,
+        "skipped_steps": p.skipped,
+        "train_loss": loss,
+        "train_elbo": elbo,
+        "train_recon": recon,
+        "train_kl": kl,
+        "val_split": val_split,
+        "val_elbo": val["elbo"],
+        "val_recon": val["recon"],
+        "val_kl": val["kl"],
+        "seconds": seconds,
+        "images_per_s": images / seconds if seconds > 0 else float("nan"),
     }
 
 
 def format_epoch(r: dict) -> str:
     """`epoch N  train -ELBO …  val ELBO …  (recon …, KL …)  T s  R img/s`."""
     skipped = f"  {r['skipped_steps']} skipped" if r.get("skipped_steps") else ""
-    return (f"epoch {r['epoch']}  train -ELBO {-r['train_elbo']:.2f}  {r['val_split']} ELBO {r['val_elbo']:.2f}  "
-            f"(recon {r['val_recon']:.2f}, KL {r['val_kl']:.2f})  {r['seconds']:.1f} s  "
-            f"{r['images_per_s']:.0f} img/s{skipped}")
-
-
-def _save_samples(model: VAE, z: torch.Tensor, path) -> None:
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        save_grid(model.decode(z), path, scale=2 if model.image_shape[-1] <= 32 else 1)
-    model.train(was_training)
+    return (
+        f"epoch {r['epoch']}  train -ELBO {-r['train_elbo']:.2f}  {r['val_split']} ELBO {r['val_elbo']:.2f}  "
+        f"(recon {r['val_recon']:.2f}, KL {r['val_kl']:.2f})  {r['seconds']:.1f} s  "
+        f"{r['images_per_s']:.0f} img/s{skipped}"
+    )

@@ -15,11 +15,16 @@ from ..runtime import optimizer_kernel
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
-OPTIMIZERS.register("adam", lambda params, lr, device: torch.optim.Adam(
-    params, lr=lr, **optimizer_kernel(device, fused_ok=True)))
+OPTIMIZERS.register(
+    "adam", lambda params, lr, device: torch.optim.Adam(params, lr=lr, **optimizer_kernel(device, fused_ok=True))
+)
 # Keras' RMSprop: rho 0.9 and epsilon 1e-7 (PyTorch: alpha 0.99, eps 1e-8). PyTorch has no fused RMSprop.
-OPTIMIZERS.register("rmsprop", lambda params, lr, device: torch.optim.RMSprop(
-    params, lr=lr, alpha=0.9, eps=1e-7, **optimizer_kernel(device, fused_ok=False)))
+OPTIMIZERS.register(
+    "rmsprop",
+    lambda params, lr, device: torch.optim.RMSprop(
+        params, lr=lr, alpha=0.9, eps=1e-7, **optimizer_kernel(device, fused_ok=False)
+    ),
+)
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -47,14 +52,25 @@ def update(optimizer: torch.optim.Optimizer) -> None:
 
 
 def _fused_adam_update(opt: torch.optim.Optimizer) -> bool:
-    if (type(opt) is not torch.optim.Adam or "step" in vars(opt) or opt._optimizer_step_pre_hooks
-            or opt._optimizer_step_post_hooks or _optimizer._global_optimizer_pre_hooks
-            or _optimizer._global_optimizer_post_hooks or hasattr(opt, "grad_scale") or hasattr(opt, "found_inf")):
+    if (
+        type(opt) is not torch.optim.Adam
+        or "step" in vars(opt)
+        or opt._optimizer_step_pre_hooks
+        or opt._optimizer_step_post_hooks
+        or _optimizer._global_optimizer_pre_hooks
+        or _optimizer._global_optimizer_post_hooks
+        or hasattr(opt, "grad_scale")
+        or hasattr(opt, "found_inf")
+    ):
         return False
     calls = []
     for group in opt.param_groups:
-        if (not group["fused"] or group["differentiable"] or isinstance(group["lr"], torch.Tensor)
-                or any(isinstance(b, torch.Tensor) for b in group["betas"])):
+        if (
+            not group["fused"]
+            or group["differentiable"]
+            or isinstance(group["lr"], torch.Tensor)
+            or any(isinstance(b, torch.Tensor) for b in group["betas"])
+        ):
             return False
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
@@ -62,18 +78,32 @@ def _fused_adam_update(opt: torch.optim.Optimizer) -> bool:
         states = [opt.state.get(p) for p in params]
         first = params[0]
         if not all(s for s in states) or any(
-                p.device != first.device or p.dtype != first.dtype or p.is_complex() or p.grad.is_sparse
-                for p in params):
+            p.device != first.device or p.dtype != first.dtype or p.is_complex() or p.grad.is_sparse for p in params
+        ):
             return False  # a first step makes the state; the rest is what `step()` handles in other ways
         calls.append((group, params, states))
     for group, params, states in calls:  # as `torch.optim.adam._fused_adam` does for one device and dtype
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
-        kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_  # absent before torch 2.8
+        kernel = (
+            torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
+        )  # absent before torch 2.8
         beta1, beta2 = group["betas"]
-        kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-               [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [], steps,
-               amsgrad=group["amsgrad"], lr=group["lr"], beta1=beta1, beta2=beta2,
-               weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"],
-               grad_scale=None, found_inf=None)
+        kernel(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+            steps,
+            amsgrad=group["amsgrad"],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+            grad_scale=None,
+            found_inf=None,
+        )
     return True

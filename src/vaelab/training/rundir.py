@@ -3,6 +3,7 @@
 RUN/.vaelab-run                 marks the folder as a vaelab run; locked while a process trains in it
 RUN/config.toml                 the fully resolved config
 RUN/metrics.jsonl               one JSON object per finished epoch
+RUN/steps.jsonl                 one JSON object per window of steps (the loss between epochs; see steplog.py)
 RUN/checkpoint.safetensors      the last checkpoint (see checkpoint.py)
 RUN/samples/epoch_NNNN.png      fixed-noise samples after each epoch (0000: untrained)
 
@@ -18,10 +19,11 @@ import contextlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import RunConfig, to_toml
 from ..errors import VaelabError
@@ -52,6 +54,10 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def steps_path(self) -> Path:
+        return self.path / "steps.jsonl"
 
     @property
     def checkpoint_path(self) -> Path:
@@ -93,6 +99,27 @@ class RunDir:
     def _write_metrics(self, records: list[dict[str, Any]]) -> None:
         write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
+    def append_steps(self, record: dict[str, Any]) -> None:
+        """Append one line (rewriting a file that grows all run long would cost quadratic time); a kill
+        mid-write leaves at most a torn last line, which `read_steps` leaves out and a resume removes."""
+        with os_errors(f"cannot write {self.steps_path}"), open(self.steps_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_steps(self) -> list[dict[str, Any]]:
+        """The step windows' records, checked (see `runfiles`); damaged lines are left out."""
+        return self.read_steps_checked()[0]
+
+    def read_steps_checked(self) -> tuple[list[dict[str, Any]], list[runfiles.Problem]]:
+        return runfiles.read_steps(self.steps_path)
+
+    def keep_steps_through(self, step: int) -> str | None:
+        """As `keep_metrics_through`, for steps.jsonl and the checkpoint's step."""
+        if not self.steps_path.exists():
+            return None
+        records, problems = self.read_steps_checked()
+        write_text(self.steps_path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
+        return runfiles.describe_dropped(self.steps_path, problems) if problems else None
+
     def remove_stale_temp_files(self) -> list[Path]:
         """Temp files of vaelab's own writes that a kill interrupted, where training writes (the files they
         were replacing are intact). Nothing else in the folder is touched."""
@@ -112,19 +139,23 @@ class RunDir:
             self._refuse_if_locked()
             self.refuse_if_started()
             if self.path.is_dir() and not self.is_run() and any(self.path.iterdir()):
-                raise VaelabError(f"--out {self.path} is a folder with other files in it, not a vaelab run; "
-                                  f"pick a new or empty folder")
+                raise VaelabError(
+                    f"--out {self.path} is a folder with other files in it, not a vaelab run; "
+                    f"pick a new or empty folder"
+                )
 
     def refuse_if_started(self) -> None:
         """A folder that holds a checkpoint is a run to resume, never one to start again."""
         if self.checkpoint_path.exists():
-            raise VaelabError(f"{self.path} already holds a run; continue it with --resume {self.path} or "
-                              f"pick another --out")
+            raise VaelabError(
+                f"{self.path} already holds a run; continue it with --resume {self.path} or pick another --out"
+            )
 
     def start_fresh(self) -> None:
         """Forget what a run that never reached its first checkpoint left (its metrics and samples)."""
         with os_errors(f"cannot start the run in {self.path}"):
             self.metrics_path.unlink(missing_ok=True)
+            self.steps_path.unlink(missing_ok=True)
             if self.samples_dir.is_dir():
                 for grid in self.samples_dir.glob("epoch_*.png"):
                     grid.unlink()
@@ -144,8 +175,12 @@ class RunDir:
             self._take(fd)
             with os_errors(f"cannot lock the run {self.path}"):
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, f"vaelab training: pid {os.getpid()} on {socket.gethostname()} since "
-                              f"{datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
+                os.pwrite(
+                    fd,
+                    f"vaelab training: pid {os.getpid()} on {socket.gethostname()} since "
+                    f"{datetime.now().isoformat(timespec='seconds')}\n".encode(),
+                    0,
+                )
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -158,8 +193,9 @@ class RunDir:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise VaelabError(f"{self.path} is in use by another vaelab process ({owner}); wait for it to finish "
-                              f"or stop it") from None
+            raise VaelabError(
+                f"{self.path} is in use by another vaelab process ({owner}); wait for it to finish or stop it"
+            ) from None
 
     def _refuse_if_locked(self) -> None:
         """The lock's one-line refusal now, if another process holds the run (the lock is not kept)."""

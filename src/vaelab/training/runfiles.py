@@ -6,9 +6,14 @@ metrics.jsonl  one object per finished epoch with `METRICS_FIELDS` (the loop's
                the wrong type, or does not come after the epoch before it is
                left out and reported as a `Problem`: one damaged line never
                costs the others.
+steps.jsonl    one object per window of training steps with `STEPS_FIELDS`
+               (see `training.steplog`), `step` increasing; checked as
+               metrics.jsonl is.
 eval.json      one object, as `vaelab evaluate` writes it: `EVAL_REQUIRED`
                keys, `EVAL_FIELDS` typed, any other key a JSON scalar or a
-               flat list of them (what the report can show).
+               flat list of them (what the report can show). It is the
+               latest evaluation; evals/<settings>.json keep every one, each
+               with when and by which versions it was saved (`read_evals`).
 config.toml    the resolved config of the run, as `vaelab.config.to_toml` writes it.
 
 Readers never raise on damaged content: they return what is good and what
@@ -27,6 +32,7 @@ import reprlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +71,15 @@ def parse_json(data: str | bytes) -> Any:
 
 def kind_of(value: Any) -> str:
     """What a decoded JSON value is, in JSON's words: 'an object', 'a list', 'a number'..."""
-    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
+    kinds = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 
@@ -80,6 +93,7 @@ def _count(least: int) -> Callable[[Any], int]:
         if not is_count(value, least):
             raise ValueError(f"is {reprlib.repr(value)}, not a whole number >= {least}")
         return value
+
     return check
 
 
@@ -108,6 +122,7 @@ def _list_of(check: Callable[[Any], Any]) -> Callable[[Any], list]:
         if not isinstance(value, list):
             raise TypeError(f"is {reprlib.repr(value)}, not a list")
         return [check(v) for v in value]
+
     return checked
 
 
@@ -119,8 +134,9 @@ def _scalar_or_flat_list(value: Any) -> Any:
     raise TypeError(f"is {reprlib.repr(value)}, not a value or a flat list of values")
 
 
-def _fields(values: Any, schema: dict[str, Callable[[Any], Any]], required,
-            others: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+def _fields(
+    values: Any, schema: dict[str, Callable[[Any], Any]], required, others: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
     """An object's values checked and converted by `schema` (keys it does not name: by `others`, else kept);
     TypeError or ValueError saying why at the first that is wrong."""
     if not isinstance(values, dict):
@@ -149,31 +165,64 @@ def _read_bytes(path: Path, what: str) -> bytes | None:
 
 # --------------------------------------------------------------------------- metrics.jsonl
 
-_NUMBERS = ("train_loss", "train_elbo", "train_recon", "train_kl", "val_elbo", "val_recon", "val_kl", "seconds",
-            "images_per_s")
+_NUMBERS = (
+    "train_loss",
+    "train_elbo",
+    "train_recon",
+    "train_kl",
+    "val_elbo",
+    "val_recon",
+    "val_kl",
+    "seconds",
+    "images_per_s",
+)
 METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "epoch": _count(1), "step": _count(0), "skipped_steps": _count(0), "val_split": _text,
+    "epoch": _count(1),
+    "step": _count(0),
+    "skipped_steps": _count(0),
+    "val_split": _text,
     **{key: _number for key in _NUMBERS},
 }
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     """The good records of a metrics.jsonl (none when it is missing) and a `Problem` for every line left out."""
-    data = _read_bytes(path, "metrics")
+    return _read_lines(path, "metrics", METRICS_FIELDS, order="epoch")
+
+
+def _read_lines(
+    path: Path, what: str, schema: dict[str, Callable[[Any], Any]], order: str
+) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The good records of a JSON-lines file, each with every key of `schema` and `order` increasing."""
+    data = _read_bytes(path, what)
     records: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for number, line in enumerate((data or b"").split(b"\n"), 1):
         if not line.strip():
             continue
         try:
-            record = _fields(parse_json(line), METRICS_FIELDS, required=METRICS_FIELDS)
-            if records and record["epoch"] <= records[-1]["epoch"]:
-                raise ValueError(f"epoch {record['epoch']} does not follow epoch {records[-1]['epoch']}")
+            record = _fields(parse_json(line), schema, required=schema)
+            if records and record[order] <= records[-1][order]:
+                raise ValueError(f"{order} {record[order]} does not follow {order} {records[-1][order]}")
         except (TypeError, ValueError) as e:
             problems.append(Problem(number, str(e)))
             continue
         records.append(record)
     return records, problems
+
+
+# --------------------------------------------------------------------------- steps.jsonl
+
+STEPS_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "step": _count(1),
+    "epoch": _count(1),
+    **{key: _number for key in ("loss", "recon", "kl", "images_per_s")},
+}
+
+
+def read_steps(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The good records of a steps.jsonl (none when it is missing) and a `Problem` for every line left out."""
+    return _read_lines(path, "step losses", STEPS_FIELDS, order="step")
 
 
 def describe_dropped(path: Path, problems: list[Problem], shown: int = 3) -> str:
@@ -187,14 +236,37 @@ def describe_dropped(path: Path, problems: list[Problem], shown: int = 3) -> str
 
 EVAL_REQUIRED = ("split", "n", "elbo")
 EVAL_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "split": _text, "n": _count(0), "seed": _count(-MAX_COUNT - 1), "k": _count(0), "latent_dim": _count(1),
-    "active_units": _count(0), "elbo": _number, "recon": _number, "kl": _number, "recon_mse": _number,
-    "nll_iwae": _optional(_number), "iwae_gap": _optional(_number), "bits_per_dim": _optional(_number),
-    "bits_per_dim_from": _optional(_text), "bits_per_dim_note": _optional(_text),
-    "kl_per_dim": _list_of(_number), "frechet_distance": _optional(_number), "frechet_n": _optional(_count(1)),
-    "frechet_classifier": _optional(_text), "frechet_classifier_accuracy": _optional(_number),
-    "frechet_note": _optional(_text), "dataset": _text, "preset": _text, "classes": _optional(_list_of(_count(0))),
+    "split": _text,
+    "n": _count(0),
+    "seed": _count(-MAX_COUNT - 1),
+    "k": _count(0),
+    "latent_dim": _count(1),
+    "active_units": _count(0),
+    "elbo": _number,
+    "recon": _number,
+    "kl": _number,
+    "recon_mse": _number,
+    "nll_iwae": _optional(_number),
+    "iwae_gap": _optional(_number),
+    "bits_per_dim": _optional(_number),
+    "bits_per_dim_from": _optional(_text),
+    "bits_per_dim_note": _optional(_text),
+    "kl_per_dim": _list_of(_number),
+    "frechet_distance": _optional(_number),
+    "frechet_n": _optional(_count(1)),
+    "frechet_classifier": _optional(_text),
+    "frechet_classifier_accuracy": _optional(_number),
+    "frechet_note": _optional(_text),
+    "dataset": _text,
+    "preset": _text,
+    "classes": _optional(_list_of(_count(0))),
+    "device": _optional(_text),
+    "date": _optional(_text),
+    "torch_version": _optional(_text),
+    "vaelab_version": _optional(_text),
 }
+EVALS_DIR = "evals"  # RUN/evals/: every evaluation, one file per set of settings (`eval_name`)
+SAVED_KEYS = ("date", "torch_version", "vaelab_version")  # when and by what a file in evals/ was saved
 
 
 def read_eval(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -206,6 +278,56 @@ def read_eval(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return _fields(parse_json(data), EVAL_FIELDS, required=EVAL_REQUIRED, others=_scalar_or_flat_list), None
     except (TypeError, ValueError) as e:
         return None, f"{path}: {e}"
+
+
+def eval_name(evaluation: dict[str, Any]) -> str:
+    """An evaluation's file in RUN/evals/, named by its settings, so that one with other settings (a quick
+    `--iwae-k 10`, a `--limit`) never replaces it: `<split>-k<K>-seed<S>-n<N>[-fd<N>].json`."""
+    fd = f"-fd{evaluation['frechet_n']}" if evaluation.get("frechet_n") else ""
+    k, seed = evaluation.get("k") or 0, evaluation.get("seed", 0)
+    return f"{evaluation['split']}-k{k}-seed{seed}-n{evaluation['n']}{fd}.json"
+
+
+def saved_at(path: Path, evaluation: dict[str, Any]) -> str:
+    """When an evaluation was saved, as `YYYY-MM-DDTHH:MM:SS`: its `date`, else (an older vaelab's eval.json)
+    the file's modification time."""
+    if evaluation.get("date"):
+        return evaluation["date"]
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+    except OSError:
+        return ""
+
+
+def read_evals(run: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+    """Every saved evaluation of a run, newest first: the files in RUN/evals/, and RUN/eval.json (the latest)
+    where it is none of them (a run evaluated by an older vaelab); and why each file left out cannot be used."""
+    found: list[tuple[Path, dict[str, Any]]] = []
+    problems: list[str] = []
+    folder = run / EVALS_DIR
+    with os_errors(f"cannot read the evaluations in {folder}"):
+        paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    for path in paths:
+        try:
+            evaluation, problem = read_eval(path)
+        except VaelabError as e:  # a FIFO or an unreadable file: one file never costs the others
+            evaluation, problem = None, str(e)
+        if problem:
+            problems.append(problem)
+        elif evaluation is not None:
+            found.append((path, evaluation))
+    latest, problem = read_eval(run / "eval.json")
+    if problem:
+        problems.append(problem)
+    elif latest is not None and not any(_same_numbers(latest, e) for _, e in found):
+        found.append((run / "eval.json", latest))
+    found.sort(key=lambda item: saved_at(*item), reverse=True)
+    return found, problems
+
+
+def _same_numbers(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same evaluation, whenever and by whatever it was saved."""
+    return {k: v for k, v in a.items() if k not in SAVED_KEYS} == {k: v for k, v in b.items() if k not in SAVED_KEYS}
 
 
 # --------------------------------------------------------------------------- config.toml

@@ -26,7 +26,7 @@ class StopRequests:
             raise KeyboardInterrupt
         self.requested, self.exit_code = self.SIGNALS[signum]
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -5,18 +5,29 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from ..models.vae import VAE
 from ..runtime import autocast, compute_dtype
 from .direct import direct_step
-from .distributed import Dist
+from .direct import elbo as direct_elbo
+from .direct.layers import rule_for
+from .distributed import SINGLE, Dist
 from .optim import update
 
 
-def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
-               grad_clip: float | None = None, skip_grad_norm: float | None = None, precision: str = "fp32",
-               batch_size: int | None = None, dist: Dist = Dist(),
-               direct: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
+def train_step(
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    *,
+    grad_clip: float | None = None,
+    skip_grad_norm: float | None = None,
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    dist: Dist = SINGLE,
+    direct: bool = True,
+) -> tuple[dict[str, torch.Tensor], bool]:
     """Minimise the batch mean of the objective's per-example loss.
 
     In data-parallel training `model` is the DDP wrapper, `x` this rank's rows
@@ -66,3 +77,32 @@ def train_step(model: VAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
             torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm, foreach=True)
         update(optimizer)
     return terms, applied
+
+
+def step_kind(model: nn.Module, *, direct: bool = True, dist: Dist = SINGLE) -> str:
+    """Which step `train_step` takes for `model`, for a run's first line: "direct step" or "autograd (why)"."""
+    if not direct:
+        return "autograd (asked for)"
+    if dist.enabled:
+        return "autograd (data-parallel)"
+    if direct_step(model) is not None:
+        return "direct step"
+    return f"autograd ({_why_not_direct(model)})"
+
+
+def _why_not_direct(model: nn.Module) -> str:
+    """The first reason `direct_step` found none, in words (its own checks decide; this only tells)."""
+    if type(model) is not VAE:
+        return f"a {type(model).__name__}, not a plain VAE"
+    if not direct_elbo.supported(model):
+        return "no hand-written gradient for its objective, posterior, prior or likelihood"
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        return "not on the CPU"
+    for part in ("encoder", "decoder"):
+        net = getattr(model, part)
+        if type(net) is not nn.Sequential:
+            return f"the {part} is a {type(net).__name__}, not an nn.Sequential"
+        for i, layer in enumerate(net):
+            if rule_for(layer) is None:
+                return f"the {part}'s layer {i}, {type(layer).__name__}, has no direct rule"
+    return "hooks, frozen weights or replaced methods"

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
 from ..config import RESUMABLE_CHANGES, SECTIONS, RunConfig, apply_overrides, to_dict
 from ..errors import VaelabError
+from ..evaluation.elbo import evaluate_elbo
+from ..models.registry import require_parts
 from ..models.vae import VAE, build_model
 from ..runtime import place, prepare_device, resolve_precision
+from ..viz.grid import save_grid
 from .checkpoint import find_checkpoint, load_checkpoint, load_model_state, load_optimizer_state, restore_rng
-from .data import prepare_splits
+from .data import Splits, prepare_splits
 from .device import resolve_device
 from .distributed import from_env, session
 from .loop import EpochCallback, fit
 from .optim import build_optimizer
 from .rundir import RunDir, default_run_dir
+from .step import step_kind
 
 
-def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
-              callbacks: Iterable[EpochCallback] = (), progress: bool = True,
-              log: Callable[[str], None] = print) -> Path:
+def start_run(
+    cfg: RunConfig,
+    *,
+    out: str | Path | None = None,
+    data_dir=None,
+    callbacks: Iterable[EpochCallback] = (),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Train a new run described by `cfg`; returns its directory. Data-parallel when started by torchrun."""
     with session(cfg.train.device) as (dist, device), contextlib.ExitStack() as hold:
         log = log if dist.is_main else _quiet
@@ -34,7 +44,7 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
             return run
 
         run = dist.from_main(new_run_dir)
-        prepare_device(device)
+        threads = prepare_device(device, cfg.train.threads)
         splits = dist.main_first(lambda: prepare_splits(cfg.data, data_dir))
         torch.manual_seed(cfg.train.seed)  # fixes the initial weights (the training noise is seeded per step)
         model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
@@ -47,15 +57,36 @@ def start_run(cfg: RunConfig, *, out: str | Path | None = None, data_dir=None,
             run.write_config(cfg)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
         precision = resolve_precision(cfg.train.precision, device, model)
-        log(f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
-            f"{splits.val_name} images, {device}, {precision}{ranks}) into {run.path}")
-        fit(model, optimizer, splits, cfg, run, callbacks=callbacks, show_progress=progress, log=log, dist=dist)
+        log(
+            f"training {cfg.preset} on {cfg.data.name} ({len(splits.train)} train / {len(splits.val)} "
+            f"{splits.val_name} images, {device}, {precision}, {step_kind(model, dist=dist)}{ranks}, {threads}) "
+            f"into {run.path}"
+        )
+        fit(
+            model,
+            optimizer,
+            splits,
+            cfg,
+            run,
+            validate=_validation(splits, cfg),
+            save_samples=_save_samples,
+            callbacks=callbacks,
+            show_progress=progress,
+            log=log,
+            dist=dist,
+        )
         return run.path
 
 
-def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None,
-               callbacks: Iterable[EpochCallback] = (), progress: bool = True,
-               log: Callable[[str], None] = print) -> Path:
+def resume_run(
+    path: str | Path,
+    *,
+    overrides: dict | None = None,
+    data_dir=None,
+    callbacks: Iterable[EpochCallback] = (),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
     """Continue a run from its last checkpoint, exactly where it stopped.
 
     `overrides` (nested, as `apply_overrides` takes) may only change settings
@@ -67,28 +98,41 @@ def resume_run(path: str | Path, *, overrides: dict | None = None, data_dir=None
         if from_env().is_main:
             checkpoint = find_checkpoint(path)  # a clear error for what is not a run, before the lock marks it
             hold.enter_context(RunDir(checkpoint.parent).lock())
-        return _resume_locked(path, overrides=overrides, data_dir=data_dir, callbacks=callbacks,
-                              progress=progress, log=log)
+        return _resume_locked(
+            path, overrides=overrides, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log
+        )
 
 
-def _resume_locked(path: str | Path, *, overrides: dict | None, data_dir, callbacks: Iterable[EpochCallback],
-                   progress: bool, log: Callable[[str], None]) -> Path:
+def _resume_locked(
+    path: str | Path,
+    *,
+    overrides: dict | None,
+    data_dir,
+    callbacks: Iterable[EpochCallback],
+    progress: bool,
+    log: Callable[[str], None],
+) -> Path:
     ckpt = load_checkpoint(path)
     run = RunDir(Path(path) if Path(path).is_dir() else Path(path).parent)
     cfg = apply_overrides(ckpt.config, overrides or {})
     changed = config_diff(ckpt.config, cfg)
-    refused = [f"{section}.{key} ({old!r} -> {new!r})" for (section, key), (old, new) in changed.items()
-               if (section, key) not in RESUMABLE_CHANGES]
+    refused = [
+        f"{section}.{key} ({old!r} -> {new!r})"
+        for (section, key), (old, new) in changed.items()
+        if (section, key) not in RESUMABLE_CHANGES
+    ]
     if refused:
-        raise VaelabError(f"--resume would change {', '.join(refused)}, which alters the results; "
-                          f"start a new run with --out instead")
+        raise VaelabError(
+            f"--resume would change {', '.join(refused)}, which alters the results; start a new run with --out instead"
+        )
     with session(cfg.train.device) as (dist, device):
         log = log if dist.is_main else _quiet
         if ckpt.epoch >= cfg.train.epochs:
             log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
             return run.path
-        prepare_device(device)
+        threads = prepare_device(device, cfg.train.threads)
         splits = dist.main_first(lambda: prepare_splits(cfg.data, data_dir))
+        require_parts(cfg)  # a plugin run imports the module that registered its networks
         model = place(build_model(cfg.model, cfg.objective, ckpt.image_shape), device)
         load_model_state(model, ckpt, where=str(run.checkpoint_path))
         model = dist.sync_batchnorm(model, log)
@@ -99,16 +143,52 @@ def _resume_locked(path: str | Path, *, overrides: dict | None, data_dir, callba
         restore_rng(ckpt.rng_state)
         if dist.is_main:
             run.remove_stale_temp_files()
-            repaired = run.keep_metrics_through(ckpt.epoch)  # the checkpoint is the truth
-            if repaired:
-                log(repaired)
+            for repaired in (run.keep_metrics_through(ckpt.epoch), run.keep_steps_through(ckpt.step)):
+                if repaired:  # the checkpoint is the truth
+                    log(repaired)
             run.write_config(cfg)
-        where = f", batch {ckpt.progress.batch + 1}" if ckpt.progress.batch else ""
-        log(f"resuming {run.path} at epoch {ckpt.epoch + 1}{where} of {cfg.train.epochs} "
-            f"({device}, {resolve_precision(cfg.train.precision, device, model)})")
-        fit(model, optimizer, splits, cfg, run, progress=ckpt.progress, callbacks=callbacks,
-            show_progress=progress, log=log, dist=dist)
+        images, size = len(splits.train), cfg.train.batch_size
+        batches = images // size if cfg.train.drop_last else -(-images // size)  # per epoch, as `Batches` counts
+        where = f"batch {ckpt.progress.batch + 1} of {batches} in " if ckpt.progress.batch else ""
+        log(
+            f"resuming {run.path} at {where}epoch {ckpt.epoch + 1} of {cfg.train.epochs} "
+            f"({device}, {resolve_precision(cfg.train.precision, device, model)}, {threads})"
+        )
+        fit(
+            model,
+            optimizer,
+            splits,
+            cfg,
+            run,
+            validate=_validation(splits, cfg),
+            save_samples=_save_samples,
+            progress=ckpt.progress,
+            callbacks=callbacks,
+            show_progress=progress,
+            log=log,
+            dist=dist,
+        )
         return run.path
+
+
+def _validation(splits: Splits, cfg: RunConfig) -> Callable[[VAE], dict]:
+    """The loop's validation: `vaelab evaluate`'s ELBO (seeded, analytic KL) of the validation split."""
+    return lambda model: evaluate_elbo(
+        model,
+        splits.val.images,
+        batch_size=cfg.train.eval_batch_size,
+        dynamic_binarize=cfg.data.binarize == "dynamic",
+        seed=cfg.train.seed,
+    )
+
+
+def _save_samples(model: VAE, z: torch.Tensor, path: Path) -> None:
+    """The sample grid of z (N, D) decoded, in eval mode (the mode is restored)."""
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        save_grid(model.decode(z), path, scale=2 if model.image_shape[-1] <= 32 else 1)
+    model.train(was_training)
 
 
 def _quiet(message: str) -> None:
@@ -138,6 +218,7 @@ def config_diff(old: RunConfig, new: RunConfig) -> dict[tuple[str, str], tuple]:
 def load_model(run: str | Path, *, device: str = "cpu") -> VAE:
     """The trained model of a run (or checkpoint file), in eval mode, rebuilt from the checkpoint alone."""
     ckpt = load_checkpoint(run, with_optimizer=False)
+    require_parts(ckpt.config)  # parts from plugins: the modules the run recorded, imported where needed
     model = build_model(ckpt.config.model, ckpt.config.objective, ckpt.image_shape)
     load_model_state(model, ckpt, where=str(run))
     model.config = ckpt.config

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -65,7 +66,7 @@ class PlotContext:
         if len(images) == 0:
             raise VaelabError(f"{self.config.data.name} has no test images to plot")
         order = torch.randperm(len(images), generator=self.generator("test images"))
-        return images.subset(order[:self.limit])
+        return images.subset(order[: self.limit])
 
     def floats(self, indices: torch.Tensor | slice) -> torch.Tensor:
         """Test images as floats in [0, 1] on the CPU: (B, C, H, W)."""
@@ -77,7 +78,7 @@ class PlotContext:
         mus, logvars = [], []
         with torch.inference_mode():
             for start in range(0, len(self.test), BATCH):
-                q = self.model.encode(self.test.images[start:start + BATCH].to(self.model.device))
+                q = self.model.encode(self.test.images[start : start + BATCH].to(self.model.device))
                 mus.append(q.mu.cpu())
                 logvars.append(q.logvar.cpu())
         return DiagGaussian(torch.cat(mus), torch.cat(logvars))
@@ -92,7 +93,7 @@ class PlotContext:
         out = []
         with torch.inference_mode():
             for start in range(0, len(z), BATCH):
-                out.append(self.model.decode(z[start:start + BATCH].to(self.model.device)).float().cpu())
+                out.append(self.model.decode(z[start : start + BATCH].to(self.model.device)).float().cpu())
         return torch.cat(out)
 
     def class_name(self, index: int) -> str | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VaelabError
+from ..models.vae import VAE
 from .context import PlotContext, Skip
 from .figures import Block, image_figure, save_figure
 from .geometry import lerp, linear_grid, quantile_grid, rank_dims, slerp
@@ -35,10 +36,19 @@ def plot_reconstructions(ctx: PlotContext, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def prior_samples(model: VAE, n: int, *, seed: int, temperature: float = 1.0) -> torch.Tensor:
+    """n images decoded from z ~ N(0, temperature² I), the noise drawn from `seed` alone, as the likelihood's
+    mean: (n, C, H, W) floats in [0, 1] on the CPU. `vaelab sample --seed S` and plots/samples.png "(seed S)"
+    both draw through here, so they show the same images."""
+    with torch.inference_mode():
+        images = model.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+    return images.float().cpu()
+
+
 def plot_samples(ctx: PlotContext, path: Path) -> Path:
-    """64 new images decoded from z ~ N(0, I)."""
-    z = torch.randn(SAMPLES, ctx.model.latent_dim, generator=ctx.generator("samples"))
-    fig = image_figure([Block(ctx.decode(z), 8)], title=f"{SAMPLES} samples, z ~ N(0, I) (seed {ctx.seed})")
+    """64 new images decoded from z ~ N(0, I): the same as `vaelab sample --seed S` for the same seed."""
+    images = prior_samples(ctx.model, SAMPLES, seed=ctx.seed)
+    fig = image_figure([Block(images, 8)], title=f"{SAMPLES} samples, z ~ N(0, I) (seed {ctx.seed})")
     return save_figure(fig, path)
 
 
@@ -70,14 +80,21 @@ def plot_manifold(ctx: PlotContext, path: Path) -> Path:
     values = manifold_values(n, ctx.latent_range)
     dims = manifold_dims(ctx)
     d = ctx.model.latent_dim
-    where = ("at Gaussian quantiles 5%–95%" if ctx.latent_range is None
-             else f"on a linear grid over [−{ctx.latent_range:g}, {ctx.latent_range:g}]")
+    where = (
+        "at Gaussian quantiles 5%–95%"
+        if ctx.latent_range is None
+        else f"on a linear grid over [−{ctx.latent_range:g}, {ctx.latent_range:g}]"
+    )
     ticks = [_number(v) for v in values.tolist()]
     if len(dims) == 1:
         z = torch.zeros(n, d)
         z[:, dims[0]] = values
-        fig = image_figure([Block(ctx.decode(z), n)], title=f"Latent manifold: z[{dims[0]}] {where}",
-                           col_labels=ticks, xlabel=f"z[{dims[0]}]")
+        fig = image_figure(
+            [Block(ctx.decode(z), n)],
+            title=f"Latent manifold: z[{dims[0]}] {where}",
+            col_labels=ticks,
+            xlabel=f"z[{dims[0]}]",
+        )
         return save_figure(fig, path)
     i, j = dims
     z = torch.zeros(n, n, d)
@@ -87,8 +104,13 @@ def plot_manifold(ctx: PlotContext, path: Path) -> Path:
     if d > 2:
         why = "chosen" if ctx.dims is not None else "largest KL"
         title += f"\n(dims {i} and {j}: {why}; the other {d - 2} dims at 0)"
-    fig = image_figure([Block(ctx.decode(z.reshape(n * n, d)), n, ticks[::-1])], title=title,
-                       col_labels=ticks, xlabel=f"z[{i}]", ylabel=f"z[{j}]")
+    fig = image_figure(
+        [Block(ctx.decode(z.reshape(n * n, d)), n, ticks[::-1])],
+        title=title,
+        col_labels=ticks,
+        xlabel=f"z[{i}]",
+        ylabel=f"z[{j}]",
+    )
     return save_figure(fig, path)
 
 
@@ -128,8 +150,12 @@ def plot_interpolation(ctx: PlotContext, path: Path) -> Path:
         what = f"{names[0]} → {names[1]}" if names[0] is not None else f"pair {k + 1}"
         blocks.append(Block(torch.cat(rows), STEPS + 2, [f"{what}: linear", f"{what}: slerp"]))
     cols = ["A"] + [_number(v, 2) for v in t.tolist()] + ["B"]
-    fig = image_figure(blocks, title="Interpolation between test images in latent space (between their μ)",
-                       col_labels=cols, xlabel="A, B: the two test images; in between: decoded at weight t from A to B")
+    fig = image_figure(
+        blocks,
+        title="Interpolation between test images in latent space (between their μ)",
+        col_labels=cols,
+        xlabel="A, B: the two test images; in between: decoded at weight t from A to B",
+    )
     return save_figure(fig, path)
 
 
@@ -145,14 +171,20 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
     for row, dim in enumerate(dims):
         z[row, :, dim] = values
     labels = [f"z[{dim}] (KL {float(kl[dim]):.2f})" for dim in dims]
-    which = ({1: "the one dim", 2: "both dims"}.get(d, f"all {d} dims") if len(dims) == d
-             else f"the {len(dims)} dims (of {d}) with the largest KL")
+    which = (
+        {1: "the one dim", 2: "both dims"}.get(d, f"all {d} dims")
+        if len(dims) == d
+        else f"the {len(dims)} dims (of {d}) with the largest KL"
+    )
     name = ctx.class_name(0)
     image = Block(torch.cat([ctx.floats(slice(0, 1)), ctx.decode(base[None])]), 2, ["test image, recon"])
-    fig = image_figure([image, Block(ctx.decode(z.reshape(-1, d)), TRAVERSAL_STEPS, labels)],
-                       title=f"Latent traversals: {which}, the others at the μ of a test image"
-                             + (f" (label {name})" if name is not None else ""),
-                       col_labels=[_number(v) for v in values.tolist()], xlabel="value of the swept dim")
+    fig = image_figure(
+        [image, Block(ctx.decode(z.reshape(-1, d)), TRAVERSAL_STEPS, labels)],
+        title=f"Latent traversals: {which}, the others at the μ of a test image"
+        + (f" (label {name})" if name is not None else ""),
+        col_labels=[_number(v) for v in values.tolist()],
+        xlabel="value of the swept dim",
+    )
     return save_figure(fig, path)
 
 

@@ -8,9 +8,9 @@ touching pyplot's global backend or state.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -44,15 +44,31 @@ def upscale_factor(size: int, target: int = TARGET_CELL) -> int:
 
 @dataclass(frozen=True)
 class Block:
-    """Rows of images tiled together: `images` (rows * ncol, C, H, W) in [0, 1], one label per row."""
+    """Rows of images tiled together: `images` (rows * ncol, C, H, W) in [0, 1], one label per row; a block of
+    one row may caption each image (a short text under it, up to two lines)."""
 
     images: torch.Tensor
     ncol: int
     row_labels: Sequence[str] = ()
+    captions: Sequence[str] = ()
+
+    def __post_init__(self):
+        if self.captions and len(self.images) > self.ncol:
+            raise ValueError("only a block of one row can caption its images")
 
 
-def image_figure(blocks: Sequence[Block], *, title: str, col_labels: Sequence[str] = (),
-                 xlabel: str | None = None, ylabel: str | None = None, scale: int | None = None):
+CAPTION_LINE = 12  # pixels per line of an image caption (FONT - 1 points at DPI)
+
+
+def image_figure(
+    blocks: Sequence[Block],
+    *,
+    title: str,
+    col_labels: Sequence[str] = (),
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    scale: int | None = None,
+):
     """A figure showing image blocks stacked top to bottom (a white gap between blocks), upscaled by a whole
     factor (nearest neighbour: small images stay readable and sharp) and tiled with 1-pixel grey borders.
 
@@ -64,12 +80,13 @@ def image_figure(blocks: Sequence[Block], *, title: str, col_labels: Sequence[st
     h, w = h * scale, w * scale
     border = 1  # one pixel whatever the zoom: the images are upscaled before tiling
     gap = max(8, h // 3)
-    parts, row_centres, labels = [], [], []
+    parts, row_centres, labels, captions = [], [], [], []  # parts: canvases, and ints for white strips
     top = 0
     for k, block in enumerate(blocks):
-        if k:
-            parts.append(None)  # gap, filled once the width is known
-            top += gap
+        if k:  # a white gap between blocks; the captions' strip above serves as (part of) it
+            strip = parts.pop() if isinstance(parts[-1], int) else 0
+            parts.append(max(gap, strip))
+            top += parts[-1] - strip
         images = block.images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)  # crisp zoom
         canvas = _rgb(tile(images, ncol=block.ncol, border=border))
         parts.append(canvas)
@@ -77,9 +94,16 @@ def image_figure(blocks: Sequence[Block], *, title: str, col_labels: Sequence[st
             row_centres.append(top + border + r * (h + border) + h / 2)
             labels.append(label)
         top += canvas.shape[0]
-    width = max(p.shape[1] for p in parts if p is not None)
-    canvas = np.concatenate([np.full((gap, width, 3), 255, np.uint8) if p is None else _pad_width(p, width)
-                             for p in parts])
+        if block.captions:
+            lines = max(text.count("\n") + 1 for text in block.captions)
+            for c, text in enumerate(block.captions):
+                captions.append((border + c * (w + border) + w / 2, top + 1, text))
+            parts.append(4 + CAPTION_LINE * lines)
+            top += parts[-1]
+    width = max(p.shape[1] for p in parts if not isinstance(p, int))
+    canvas = np.concatenate(
+        [np.full((p, width, 3), 255, np.uint8) if isinstance(p, int) else _pad_width(p, width) for p in parts]
+    )
 
     height_in, width_in = canvas.shape[0] / DPI, canvas.shape[1] / DPI
     fig = new_figure(width_in, height_in)
@@ -89,14 +113,15 @@ def image_figure(blocks: Sequence[Block], *, title: str, col_labels: Sequence[st
     ax.set_yticks(row_centres, labels, fontsize=FONT)
     ncol = blocks[-1].ncol  # column labels belong to the last (bottom) block
     if col_labels:
-        ax.set_xticks([border + c * (w + border) + w / 2 for c in range(ncol)], list(col_labels),
-                      fontsize=FONT - 1)
+        ax.set_xticks([border + c * (w + border) + w / 2 for c in range(ncol)], list(col_labels), fontsize=FONT - 1)
     else:
         ax.set_xticks([])
     if xlabel:
         ax.set_xlabel(xlabel, fontsize=FONT + 1)
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=FONT + 1)
+    for x, y, text in captions:
+        ax.text(x, y, text, ha="center", va="top", fontsize=FONT - 1, linespacing=1.0)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)

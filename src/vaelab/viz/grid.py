@@ -24,7 +24,7 @@ def tile(images: torch.Tensor, *, ncol: int | None = None, border: int = 1, fill
     for i in range(n):
         r, q = divmod(i, ncol)
         y, x = border + r * (h + border), border + q * (w + border)
-        canvas[y:y + h, x:x + w] = pixels[i]
+        canvas[y : y + h, x : x + w] = pixels[i]
     return canvas[..., 0] if c == 1 else canvas
 
 

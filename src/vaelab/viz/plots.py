@@ -1,15 +1,16 @@
 """`plot_run`: every picture of a trained run, written into RUN/plots/.
 
-    from vaelab.viz import plot_run
-    for path in plot_run("runs/demo", only=["loss", "manifold"]):
-        print(path)
+from vaelab.viz import plot_run
+for path in plot_run("runs/demo", only=["loss", "manifold"]):
+    print(path)
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import NamedTuple
 
 from .. import checks
 from ..errors import VaelabError
@@ -18,8 +19,7 @@ from ..training.rundir import RunDir
 from ..training.trainer import load_model
 from .charts import plot_error_hist, plot_latent, plot_loss
 from .context import PlotContext, Skip
-from .decoded import (check_dims, plot_interpolation, plot_manifold, plot_reconstructions, plot_samples,
-                      plot_traversals)
+from .decoded import check_dims, plot_interpolation, plot_manifold, plot_reconstructions, plot_samples, plot_traversals
 from .progress import plot_progress
 
 DEFAULT_LIMIT = 2000  # test images: the data pictures take a few seconds on a CPU
@@ -45,10 +45,19 @@ for _name, _picture in [
     PICTURES.register(_name, _picture)
 
 
-def plot_run(run: str | Path, *, only: Iterable[str] | str | None = None, limit: int = DEFAULT_LIMIT,
-             seed: int = 0, latent_range: float | None = None, dims: tuple[int, int] | str | None = None,
-             device: str = "cpu", data_dir: str | Path | None = None, out: str | Path | None = None,
-             log: Callable[[str], None] = print) -> list[Path]:
+def plot_run(
+    run: str | Path,
+    *,
+    only: Iterable[str] | str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    seed: int = 0,
+    latent_range: float | None = None,
+    dims: tuple[int, int] | str | None = None,
+    device: str = "cpu",
+    data_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
     """Draw the pictures of a run (all, or those named in `only`) into RUN/plots/ (or `out`).
 
     only: names from `PICTURES` (loss, reconstructions, samples, progress, latent, manifold,
@@ -69,8 +78,17 @@ def plot_run(run: str | Path, *, only: Iterable[str] | str | None = None, limit:
     model = load_model(run, device=device)
     check_dims(dims, model.latent_dim)
     run_dir = RunDir(Path(run) if Path(run).is_dir() else Path(run).parent)
-    ctx = PlotContext(run=run_dir, model=model, out=Path(out) if out is not None else run_dir.path / "plots",
-                      limit=limit, seed=seed, data_dir=data_dir, dims=dims, latent_range=latent_range, log=log)
+    ctx = PlotContext(
+        run=run_dir,
+        model=model,
+        out=Path(out) if out is not None else run_dir.path / "plots",
+        limit=limit,
+        seed=seed,
+        data_dir=data_dir,
+        dims=dims,
+        latent_range=latent_range,
+        log=log,
+    )
     written: list[Path] = []
     made_out = not ctx.out.exists()
     try:

@@ -32,8 +32,7 @@ def plot_progress(ctx: PlotContext, path: Path) -> Path:
     if not grids:
         raise Skip("the run saved no per-epoch sample grids (RUN/samples/epoch_*.png)")
     last = grids[-1][0]
-    frames = [_captioned(p, f"epoch {e}" + (" (untrained)" if e == 0 else f" of {last}"))
-              for e, p in grids]
+    frames = [_captioned(p, f"epoch {e}" + (" (untrained)" if e == 0 else f" of {last}")) for e, p in grids]
     durations = [FRAME_MS] * (len(frames) - 1) + [LAST_FRAME_MS]
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)

@@ -17,21 +17,29 @@ from ..registry import DECODERS, ENCODERS
 def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
     c, _, _ = image_shape
     h4, w4 = require_divisible("conv16", image_shape, 4)
-    return glorot_init(nn.Sequential(
-        conv_same(c, 32, stride=2), nn.ReLU(),    # (B, 32, H/2, W/2)
-        conv_same(32, 64, stride=2), nn.ReLU(),   # (B, 64, H/4, W/4)
-        Flatten(),
-        nn.Linear(64 * h4 * w4, out_features),
-    ))
+    return glorot_init(
+        nn.Sequential(
+            conv_same(c, 32, stride=2),
+            nn.ReLU(),  # (B, 32, H/2, W/2)
+            conv_same(32, 64, stride=2),
+            nn.ReLU(),  # (B, 64, H/4, W/4)
+            Flatten(),
+            nn.Linear(64 * h4 * w4, out_features),
+        )
+    )
 
 
 @DECODERS.register("conv16")
 def decoder(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int) -> nn.Module:
     h4, w4 = require_divisible("conv16", image_shape, 4)
-    return glorot_init(nn.Sequential(
-        nn.Linear(latent_dim, 64 * h4 * w4),          # project ...
-        Reshape(64, h4, w4),                          # ... and reshape: (B, 64, 7, 7)
-        deconv_same(64, 64, stride=2), nn.ReLU(),     # (B, 64, 14, 14)
-        deconv_same(64, 32, stride=2), nn.ReLU(),     # (B, 32, 28, 28)
-        deconv_same(32, out_channels),                # (B, K, 28, 28)
-    ))
+    return glorot_init(
+        nn.Sequential(
+            nn.Linear(latent_dim, 64 * h4 * w4),  # project ...
+            Reshape(64, h4, w4),  # ... and reshape: (B, 64, 7, 7)
+            deconv_same(64, 64, stride=2),
+            nn.ReLU(),  # (B, 64, 14, 14)
+            deconv_same(64, 32, stride=2),
+            nn.ReLU(),  # (B, 32, 28, 28)
+            deconv_same(32, out_channels),  # (B, K, 28, 28)
+        )
+    )

@@ -17,23 +17,34 @@ from ..registry import DECODERS, ENCODERS
 def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
     c, h, w = image_shape
     h2, w2 = require_divisible("keras-conv2", image_shape, 2)
-    return glorot_init(nn.Sequential(
-        conv_same(c, 32), nn.ReLU(),             # (B, 32, H, W)
-        conv_same(32, 64, stride=2), nn.ReLU(),  # (B, 64, H/2, W/2)
-        conv_same(64, 64), nn.ReLU(),
-        conv_same(64, 64), nn.ReLU(),
-        Flatten(),                               # (B, 64*H/2*W/2)
-        nn.Linear(64 * h2 * w2, 32), nn.ReLU(),
-        nn.Linear(32, out_features),
-    ))
+    return glorot_init(
+        nn.Sequential(
+            conv_same(c, 32),
+            nn.ReLU(),  # (B, 32, H, W)
+            conv_same(32, 64, stride=2),
+            nn.ReLU(),  # (B, 64, H/2, W/2)
+            conv_same(64, 64),
+            nn.ReLU(),
+            conv_same(64, 64),
+            nn.ReLU(),
+            Flatten(),  # (B, 64*H/2*W/2)
+            nn.Linear(64 * h2 * w2, 32),
+            nn.ReLU(),
+            nn.Linear(32, out_features),
+        )
+    )
 
 
 @DECODERS.register("keras-conv2")
 def decoder(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int) -> nn.Module:
     h2, w2 = require_divisible("keras-conv2", image_shape, 2)
-    return glorot_init(nn.Sequential(
-        nn.Linear(latent_dim, 64 * h2 * w2), nn.ReLU(),
-        Reshape(64, h2, w2),                          # (B, 64, H/2, W/2)
-        deconv_same(64, 32, stride=2), nn.ReLU(),     # (B, 32, H, W)
-        conv_same(32, out_channels),                  # (B, K, H, W)
-    ))
+    return glorot_init(
+        nn.Sequential(
+            nn.Linear(latent_dim, 64 * h2 * w2),
+            nn.ReLU(),
+            Reshape(64, h2, w2),  # (B, 64, H/2, W/2)
+            deconv_same(64, 32, stride=2),
+            nn.ReLU(),  # (B, 32, H, W)
+            conv_same(32, out_channels),  # (B, K, H, W)
+        )
+    )

@@ -17,18 +17,24 @@ HIDDEN = 256
 @ENCODERS.register("mlp2")
 def encoder(image_shape: tuple[int, int, int], out_features: int) -> nn.Module:
     c, h, w = image_shape
-    return glorot_init(nn.Sequential(
-        nn.Flatten(),                    # (B, C*H*W)
-        nn.Linear(c * h * w, HIDDEN), nn.ReLU(),
-        nn.Linear(HIDDEN, out_features),  # the seed's two Dense(2) heads, side by side
-    ))
+    return glorot_init(
+        nn.Sequential(
+            nn.Flatten(),  # (B, C*H*W)
+            nn.Linear(c * h * w, HIDDEN),
+            nn.ReLU(),
+            nn.Linear(HIDDEN, out_features),  # the seed's two Dense(2) heads, side by side
+        )
+    )
 
 
 @DECODERS.register("mlp2")
 def decoder(image_shape: tuple[int, int, int], latent_dim: int, out_channels: int) -> nn.Module:
     _, h, w = image_shape
-    return glorot_init(nn.Sequential(
-        nn.Linear(latent_dim, HIDDEN), nn.ReLU(),
-        nn.Linear(HIDDEN, out_channels * h * w),
-        Reshape(out_channels, h, w),     # (B, K, H, W)
-    ))
+    return glorot_init(
+        nn.Sequential(
+            nn.Linear(latent_dim, HIDDEN),
+            nn.ReLU(),
+            nn.Linear(HIDDEN, out_channels * h * w),
+            Reshape(out_channels, h, w),  # (B, K, H, W)
+        )
+    )

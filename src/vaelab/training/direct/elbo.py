@@ -35,8 +35,12 @@ LIKELIHOOD_GRADS = {Bernoulli: _bernoulli_grad, Gaussian: _gaussian_grad}
 
 def supported(model) -> bool:
     """Whether this model's objective, posterior, prior and likelihood all have their gradients here."""
-    return (type(model.objective) is ELBO and type(model.posterior) is DiagonalGaussianPosterior
-            and type(model.prior) is StandardNormal and type(model.likelihood) in LIKELIHOOD_GRADS)
+    return (
+        type(model.objective) is ELBO
+        and type(model.posterior) is DiagonalGaussianPosterior
+        and type(model.prior) is StandardNormal
+        and type(model.likelihood) in LIKELIHOOD_GRADS
+    )
 
 
 class Latent:
@@ -53,15 +57,15 @@ class Latent:
         """The gradient with respect to the encoder's output h = (mu, log var), given dLoss/dz from the decoder."""
         q, z = self.q, self.z
         w = weight * self.objective.beta  # the KL's weight in the loss
-        eps_std = z - q.mu                # sigma * eps; dz/dlogvar = eps_std / 2
+        eps_std = z - q.mu  # sigma * eps; dz/dlogvar = eps_std / 2
         # as few tensor operations as the algebra allows: on (B, D) tensors each costs more than its arithmetic
-        if self.objective.analytic_kl:   # KL = 0.5 sum(mu^2 + exp(lv) - 1 - lv)
+        if self.objective.analytic_kl:  # KL = 0.5 sum(mu^2 + exp(lv) - 1 - lv)
             grad_mu = torch.add(grad_z, q.mu, alpha=w)
             grad_logvar = (grad_z * eps_std).add_(torch.exp(q.logvar), alpha=w).sub_(w).mul_(0.5)
-        else:                             # KL = log q(z) - log p(z), z = mu + sigma * eps
-            e = eps_std * torch.exp(-q.logvar)              # (z - mu) / sigma^2 = d log q / d mu
-            grad_mu = torch.add(grad_z, z - e, alpha=w)     # through z: the decoder's, plus w (z - e)
-            grad_mu.add_(e, alpha=w)                        # plus log q's explicit mu
+        else:  # KL = log q(z) - log p(z), z = mu + sigma * eps
+            e = eps_std * torch.exp(-q.logvar)  # (z - mu) / sigma^2 = d log q / d mu
+            grad_mu = torch.add(grad_z, z - e, alpha=w)  # through z: the decoder's, plus w (z - e)
+            grad_mu.add_(e, alpha=w)  # plus log q's explicit mu
             # through z (grad_mu - w e) * eps_std / 2, plus w (eps_std e / 2 - 1/2) explicitly
             grad_logvar = (eps_std * grad_mu).sub_(w).mul_(0.5)
         return torch.cat([grad_mu, grad_logvar], dim=-1)
@@ -75,4 +79,3 @@ def terms_and_grad(model, latent: Latent, out: Tensor, x: Tensor, weight: float)
     if grad.shape != out.shape:
         grad = grad.sum_to_size(out.shape)
     return terms, grad.mul_(weight)
-

@@ -18,8 +18,9 @@ input's patches instead (`_patch_weight_grad`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,10 +43,17 @@ def _bias_grad(grad: Tensor, bias: Tensor | None, dims: tuple[int, ...]) -> Tens
 
 # --- convolutions ---------------------------------------------------------------------------
 
+
 def _conv_args(m: nn.Conv2d | nn.ConvTranspose2d) -> tuple:
     transposed = isinstance(m, nn.ConvTranspose2d)
-    return (list(m.stride), list(m.padding), list(m.dilation), transposed,
-            list(m.output_padding) if transposed else [0, 0], m.groups)
+    return (
+        list(m.stride),
+        list(m.padding),
+        list(m.dilation),
+        transposed,
+        list(m.output_padding) if transposed else [0, 0],
+        m.groups,
+    )
 
 
 def _conv_input(m, w, x):
@@ -63,12 +71,14 @@ def _conv_forward(m, weights, x):
 def _conv_backward(m, weights, x, grad, need_input_grad):
     w, b = weights
     if _weight_grad_by_patches(m, x, grad):
-        grad_x = (_aten.convolution_backward(grad, x, w, None, *_conv_args(m), [True, False, False])[0]
-                  if need_input_grad else None)
+        grad_x = (
+            _aten.convolution_backward(grad, x, w, None, *_conv_args(m), [True, False, False])[0]
+            if need_input_grad
+            else None
+        )
         grad_w = _patch_weight_grad(m, x, grad)
     else:
-        grad_x, grad_w, _ = _aten.convolution_backward(grad, x, w, None, *_conv_args(m),
-                                                       [need_input_grad, True, False])
+        grad_x, grad_w, _ = _aten.convolution_backward(grad, x, w, None, *_conv_args(m), [need_input_grad, True, False])
     return grad_x, (grad_w, _bias_grad(grad, b, (0, 2, 3)))
 
 
@@ -86,10 +96,16 @@ _PATCH_MIN_CHANNELS = 32
 
 
 def _weight_grad_by_patches(m, x, grad) -> bool:
-    return (type(m) is nn.Conv2d and m.groups == 1 and m.dilation == (1, 1) and m.stride != (1, 1)
-            and x.dtype == torch.bfloat16 and x.shape[1] >= _PATCH_MIN_CHANNELS
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and grad.is_contiguous(memory_format=torch.channels_last))
+    return (
+        type(m) is nn.Conv2d
+        and m.groups == 1
+        and m.dilation == (1, 1)
+        and m.stride != (1, 1)
+        and x.dtype == torch.bfloat16
+        and x.shape[1] >= _PATCH_MIN_CHANNELS
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and grad.is_contiguous(memory_format=torch.channels_last)
+    )
 
 
 def _patch_weight_grad(m, x, grad):
@@ -111,13 +127,15 @@ def _conv_supported(m: nn.Module) -> bool:
 
 # A convolution and the ReLU after it: one oneDNN call with the ReLU as its post-op, the same values.
 
+
 def _conv_relu_forward(m, weights, x):
     w, b = weights
     stride, padding, dilation, transposed, output_padding, groups = _conv_args(m)
     x = _conv_input(m, w, x)
     if transposed:
-        y = torch.ops.mkldnn._convolution_transpose_pointwise(x, w, b, padding, output_padding, stride, dilation,
-                                                               groups, "relu", [], "")
+        y = torch.ops.mkldnn._convolution_transpose_pointwise(
+            x, w, b, padding, output_padding, stride, dilation, groups, "relu", [], ""
+        )
     else:
         y = torch.ops.mkldnn._convolution_pointwise(x, w, b, padding, stride, dilation, groups, "relu", [], "")
     return y, (x, y)
@@ -135,6 +153,7 @@ def _fusable(m: nn.Module) -> bool:
 
 # NarrowConvTranspose2d: forward, its depthwise correlation and channel sum, as its forward computes them;
 # backward, two plain convolutions (below).
+
 
 def _narrow_forward(m, weights, x):
     w, _ = weights
@@ -173,8 +192,9 @@ def _narrow_backward(m, weights, x, grad, need_input_grad):
     g = grad.to(w.dtype).contiguous(memory_format=layout)  # with w in it too, the input gradient comes in x's layout
     padding = list(m.padding)
     grad_x = _aten.convolution(g, w, None, [1, 1], padding, [1, 1], False, [0, 0], 1) if need_input_grad else None
-    _, grad_w, _ = _aten.convolution_backward(x, g, w, None, [1, 1], padding, [1, 1], False, [0, 0], 1,
-                                              [False, True, False])
+    _, grad_w, _ = _aten.convolution_backward(
+        x, g, w, None, [1, 1], padding, [1, 1], False, [0, 0], 1, [False, True, False]
+    )
     return grad_x, (grad_w, _bias_grad(grad, m.bias, (0, 2, 3)))
 
 
@@ -183,6 +203,7 @@ def _narrow_supported(m: nn.Module) -> bool:
 
 
 # --- dense, activations, reshapes -----------------------------------------------------------
+
 
 def _linear_forward(m, weights, x):
     w, b = weights
@@ -222,6 +243,10 @@ def _reshape_backward(m, weights, shape, grad, need_input_grad):
     return grad.reshape(shape), ()
 
 
+def _unflatten_forward(m, weights, x):  # nn.Unflatten: a reshape, as layers.Reshape (its backward is Reshape's)
+    return x.unflatten(m.dim, m.unflattened_size), x.shape
+
+
 _conv = Rule(_conv_forward, _conv_backward)
 _CONV_RELU = Rule(_conv_relu_forward, _conv_relu_backward)
 _flatten = Rule(_flatten_forward, _flatten_backward)
@@ -237,6 +262,7 @@ _RULES: dict[type, tuple[Callable[[nn.Module], bool], Rule]] = {
     nn.Flatten: (lambda m: m.start_dim == 1 and m.end_dim == -1, _flatten),
     layers.Flatten: (lambda m: m.start_dim == 1 and m.end_dim == -1, _flatten),
     layers.Reshape: (lambda m: True, Rule(_reshape_forward, _reshape_backward)),
+    nn.Unflatten: (lambda m: True, Rule(_unflatten_forward, _reshape_backward)),
 }
 
 
@@ -251,4 +277,3 @@ def fused_rule_for(module: nn.Module, after: nn.Module) -> Rule | None:
     if rule_for(module) is _conv and type(after) is nn.ReLU and _fusable(module):
         return _CONV_RELU
     return None
-

@@ -49,7 +49,7 @@ class Stack:
     def forward(self, weights: list[Tensor | None], x: Tensor) -> tuple[Tensor, list]:
         saved, i = [], 0
         for m, rule, n in self.stages:
-            x, s = rule.forward(m, weights[i:i + n], x)
+            x, s = rule.forward(m, weights[i : i + n], x)
             saved.append(s)
             i += n
         return x, saved
@@ -58,19 +58,22 @@ class Stack:
         """The output alone: what each layer's backward would need is dropped as soon as it is made."""
         i = 0
         for m, rule, n in self.stages:
-            x, _ = rule.forward(m, weights[i:i + n], x)
+            x, _ = rule.forward(m, weights[i : i + n], x)
             i += n
         return x
 
-    def backward(self, weights: list[Tensor | None], saved: list, grad: Tensor,
-                 need_input_grad: bool) -> tuple[Tensor | None, list]:
+    def backward(
+        self, weights: list[Tensor | None], saved: list, grad: Tensor, need_input_grad: bool
+    ) -> tuple[Tensor | None, list]:
         """The input's gradient (None unless asked for) and the weights' gradients, in `weights`' order."""
         grads: list = [None] * len(weights)
         end = len(weights)
         for k in range(len(self.stages) - 1, -1, -1):
             m, rule, n = self.stages[k]
-            grad, g = rule.backward(m, weights[end - n:end], saved[k], grad, self._weights_below[k] or need_input_grad)
-            grads[end - n:end] = g
+            grad, g = rule.backward(
+                m, weights[end - n : end], saved[k], grad, self._weights_below[k] or need_input_grad
+            )
+            grads[end - n : end] = g
             end -= n
             if grad is None:  # nothing below has weights, and the input's gradient was not asked for
                 break
@@ -101,10 +104,19 @@ class DirectStep:
         """No hooks that autograd would run, no frozen or non-CPU parameters, none outside the two networks'
         layers (which have no sublayers: each has a rule)."""
         modules = (model, model.encoder, model.decoder, *self.encoder.modules, *self.decoder.modules)
-        return (all(p.requires_grad and p.device.type == "cpu" and not p._backward_hooks
-                    and not getattr(p, "_post_accumulate_grad_hooks", None) for p in self.params)
-                and not model._parameters and model._modules.keys() == {"encoder", "decoder"}
-                and not any(_hooked(m) for m in modules) and not _global_hooks())
+        return (
+            all(
+                p.requires_grad
+                and p.device.type == "cpu"
+                and not p._backward_hooks
+                and not getattr(p, "_post_accumulate_grad_hooks", None)
+                for p in self.params
+            )
+            and not model._parameters
+            and model._modules.keys() == {"encoder", "decoder"}
+            and not any(_hooked(m) for m in modules)
+            and not _global_hooks()
+        )
 
     def clear_other_grads(self, optimizer: torch.optim.Optimizer) -> None:
         """Drop the gradient of any parameter the optimiser holds besides the model's: this step sets none."""
@@ -182,8 +194,12 @@ def _hooked(m: nn.Module) -> bool:
 
 
 def _global_hooks() -> bool:
-    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks
-                or _module._global_backward_hooks or _module._global_backward_pre_hooks)
+    return bool(
+        _module._global_forward_hooks
+        or _module._global_forward_pre_hooks
+        or _module._global_backward_hooks
+        or _module._global_backward_pre_hooks
+    )
 
 
 # model -> (its parts when built, its step or None); the values hold the parts, not the model
@@ -234,8 +250,12 @@ def forward(net: nn.Module, x: Tensor) -> Tensor:
     if cached is None or not _same(cached[0], parts):
         cached = _stacks[net] = (parts, Stack.build(net))
     stack = cached[1]
-    if (stack is None or any(p is not None and p.device.type != "cpu" for p in slots) or _global_hooks()
-            or any(_hooked(m) for m in (net, *layers))):
+    if (
+        stack is None
+        or any(p is not None and p.device.type != "cpu" for p in slots)
+        or _global_hooks()
+        or any(_hooked(m) for m in (net, *layers))
+    ):
         return net(x)
     return stack.infer(slots, x)
 
