@@ -139,9 +139,10 @@ def resume(
     return Run(resume_run(run, overrides=nested, data_dir=data_dir, callbacks=callbacks, progress=progress, log=log))
 
 
-def load(run: str | Path, *, device: str = "cpu") -> VAE:
-    """The trained model of a run directory or checkpoint file."""
-    return load_model(run, device=device)
+def load(run: str | Path, *, device: str = "cpu", weights: str = "ema") -> VAE:
+    """The trained model of a run directory or checkpoint file: with `weights="ema"` (the default) the moving
+    average of its weights where the run kept one (train.ema), with "raw" the weights themselves."""
+    return load_model(run, device=device, weights=weights)
 
 
 def evaluate(
@@ -163,16 +164,19 @@ def evaluate(
     write: bool = True,
     log: Callable[[str], None] | None = None,
     progress: bool = True,
+    weights: str = "ema",
 ) -> dict[str, Any]:
     """Measure a run on a split; returns one flat dict and (with `write`) saves it (`save_evaluation`).
 
     Keys: split, n, seed, elbo / recon / kl (analytic KL, one z per image),
     k and nll_iwae (-mean IWAE bound with k samples; iwae_k=0 skips it),
     iwae_gap (-elbo - nll_iwae >= 0: how much tighter the IWAE bound is),
-    bits_per_dim (+ _from, _note; null unless the data is binarised and the
-    likelihood Bernoulli), recon_mse (z = mu, [0, 1] pixels), latent_dim,
+    bits_per_dim (+ _from, _note; null unless the likelihood is a probability
+    mass on the data: Bernoulli on binarised data, or a discretised logistic
+    (mixture) on 8-bit data), recon_mse (z = mu, [0, 1] pixels), latent_dim,
     active_units, kl_per_dim, frechet_distance (+ _n, _classifier,
-    _classifier_accuracy, _note), dataset, preset, classes and device. A run trained
+    _classifier_accuracy, _note), dataset, preset, classes, device and weights
+    ("ema" or "raw": which weights were measured, see `load`). A run trained
     on some classes (data.classes) is measured on those classes of the split.
 
     The Fréchet distance compares min(n, frechet_n) samples with as many
@@ -197,7 +201,7 @@ def evaluate(
     if batch_size is not None:
         checks.whole("batch_size", batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.seed("seed", seed)
-    model = load_model(run, device=device)
+    model = load_model(run, device=device, weights=weights)
     cfg: RunConfig = model.config
     data = load_split(cfg.data, split, data_dir)
     if cfg.data.classes is not None:
@@ -247,6 +251,7 @@ def evaluate(
         "preset": cfg.preset,
         "classes": list(cfg.data.classes) if cfg.data.classes is not None else None,
         "device": str(model.device),
+        "weights": model.weights,
     }  # the numbers are reproducible for a seed on a device
     if write:
         save_evaluation(run, result)
@@ -322,6 +327,7 @@ def anomaly_scores(
     device: str = "cpu",
     progress: bool = True,
     grid: str | Path | None = None,
+    weights: str = "ema",
 ) -> _anomaly.AnomalyResult:
     """Anomaly score per image (higher = more anomalous): -ELBO or -IWAE_k in nats under a trained run.
 
@@ -347,7 +353,7 @@ def anomaly_scores(
     for path in (output, grid):
         if path is not None:
             check_can_write(path)  # before the scoring, not after it
-    model = load_model(run, device=device)
+    model = load_model(run, device=device, weights=weights)
     cfg: RunConfig = model.config
     c, h, w = model.image_shape
     files = None
@@ -436,6 +442,7 @@ def report(
     data_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    weights: str = "ema",
 ) -> Path:
     """Write RUN/report.html, drawing the pictures and evaluating first (`progress`: as `evaluate`'s)
     where the run lacks them."""
@@ -444,8 +451,8 @@ def report(
     path = Path(run)
     load_checkpoint(path, with_optimizer=False)  # a clear error for a folder that is not a run, before any work
     if refresh or not any((path / "plots").glob("*.png")):  # an empty plots/ left by a failure is no plot
-        plot(path, device=device, data_dir=data_dir, log=log)
+        plot(path, device=device, data_dir=data_dir, log=log, weights=weights)
     if evaluate_missing and (refresh or not (path / "eval.json").exists()):
         log("evaluating (writes eval.json) ...")
-        evaluate(path, device=device, data_dir=data_dir, log=log, progress=progress)
+        evaluate(path, device=device, data_dir=data_dir, log=log, progress=progress, weights=weights)
     return write_report(path, log=log)

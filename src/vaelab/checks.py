@@ -27,6 +27,7 @@ MAX_BATCH_SIZE = 1 << 20  # images per batch: a sanity bound, 17x MNIST's 60,000
 MAX_SAMPLE_GRID = 1024  # fixed-noise samples drawn and saved as one grid after every epoch (32 x 32)
 MAX_LATENT_RANGE = 1000.0  # `plot --range`: N(0, 1) has no mass past ~40; float32 decoders stay finite here
 MAX_THREADS = 1024  # CPU threads: more than any machine has cores
+MAX_IWAE_K = 10_000  # importance samples per training image: each is a decoder pass of the batch
 FLOAT32_BYTES = 4
 
 
@@ -68,6 +69,14 @@ def latent_range(name: str | None, value: object) -> float:
 def temperature(name: str | None, value: object) -> float:
     """The scale of the prior noise when sampling: finite and > 0."""
     return real(name, value, low=0, low_open=True)
+
+
+def decay(name: str | None, value: object) -> float:
+    """The decay of a moving average: in (0, 1)."""
+    number = real(name, value, low=0, low_open=True, high=1)
+    if number == 1:
+        _fail(name, "must be below 1 (such as 0.999), got 1")
+    return number
 
 
 def memory(what: str, nbytes: int) -> None:

@@ -48,25 +48,37 @@ class ModelConfig:
     latent_dim: int = 2
     posterior: str = "diagonal-gaussian"
     prior: str = "standard-normal"
-    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned | discretized-logistic[-mixture]
     sigma: float = 1.0  # the fixed standard deviation of the gaussian likelihood
+    mixtures: int = 10  # the components of the discretized-logistic-mixture likelihood (PixelCNN++ uses 10)
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """The ELBO and how it is estimated. The loss minimised is recon + beta * kl."""
+    """The ELBO and how it is estimated. The loss minimised is recon + beta * kl (see vaelab.models.objectives)."""
 
-    name: str = "elbo"
+    name: str = "elbo"  # elbo | iwae
     kl: Literal["analytic", "mc"] = "analytic"
     beta: float = 1.0
+    kl_warmup_steps: int = 0  # beta rises linearly from beta_start to beta over these first steps (0: none)
+    beta_start: float = 0.0
+    free_bits: float = 0.0  # nats: the loss's KL part is max(free_bits, KL) per dim or group (IAF); 0: none
+    free_bits_per: Literal["dim", "group"] = "dim"  # group: the whole latent is one group (no hierarchies yet)
+    iwae_k: int = 1  # importance samples per image of the iwae objective
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimiser and the loop."""
 
-    optimizer: str = "adam"  # adam | rmsprop (see vaelab.training.optim)
+    optimizer: str = "adam"  # adam | adamw | adamax | rmsprop (see vaelab.training.optim)
     lr: float = 1e-3
+    weight_decay: float = 0.0  # decoupled for adamw, an L2 term in the gradient for the others
+    # the learning rate at each step (vaelab.training.schedule.lr_at): linear warm-up from 0 over
+    # warmup_steps, then constant, or cosine decay to 0 at the end of the last epoch
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    ema: float | None = None  # decay of an exponential moving average of the weights (e.g. 0.999), used to evaluate
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
@@ -99,6 +111,11 @@ class RunConfig:
         validate(self)
 
 
+# The likelihoods that are probability masses over 8-bit pixel values (`discrete_8bit` in
+# vaelab.models.likelihoods, a layer above this one; a test keeps the two in step).
+EIGHT_BIT_LIKELIHOODS = ("discretized-logistic", "discretized-logistic-mixture")
+MAX_MIXTURES = 256  # mixture components per pixel: VDVAE and NVAE use 10 to 30
+
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig}
 
 
@@ -114,8 +131,19 @@ def validate(cfg: RunConfig) -> None:
             raise VaelabError(f"plugins must list module names such as mynets or mypackage.nets, not {module!r}")
     checks.whole("model.latent_dim", m.latent_dim, low=1, high=checks.MAX_LATENT_DIM)
     checks.real("model.sigma", m.sigma, low=0, low_open=True)
+    checks.whole("model.mixtures", m.mixtures, low=1, high=MAX_MIXTURES)
+    if m.likelihood in EIGHT_BIT_LIKELIHOODS and d.binarize != "none":
+        raise VaelabError(
+            f"the {m.likelihood} likelihood models 8-bit pixel values; it cannot be trained on binarised data "
+            f"(data.binarize = {d.binarize}): use --binarize none"
+        )
     checks.real("objective.beta", o.beta, low=0)
+    _validate_objective(o)
     checks.real("train.lr", t.lr, low=0, low_open=True)
+    checks.real("train.weight_decay", t.weight_decay, low=0)
+    checks.whole("train.warmup_steps", t.warmup_steps, low=0)
+    if t.ema is not None:
+        checks.decay("train.ema", t.ema)
     checks.whole("train.batch_size", t.batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.whole("train.eval_batch_size", t.eval_batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.whole("train.epochs", t.epochs, low=1)  # a run of 0 epochs would write no checkpoint to load
@@ -139,6 +167,26 @@ def validate(cfg: RunConfig) -> None:
         checks.whole("data.image_size", d.image_size, low=4, high=checks.MAX_IMAGE_SIZE)
     if d.classes is not None and (len(d.classes) == 0 or min(d.classes) < 0):
         raise VaelabError("data.classes must be a non-empty list of label values >= 0")
+
+
+def _validate_objective(o: ObjectiveConfig) -> None:
+    """The objective's settings, and the combinations that mean nothing (refused, never ignored)."""
+    checks.whole("objective.kl_warmup_steps", o.kl_warmup_steps, low=0)
+    checks.real("objective.beta_start", o.beta_start, low=0)
+    checks.real("objective.free_bits", o.free_bits, low=0)
+    checks.whole("objective.iwae_k", o.iwae_k, low=1, high=checks.MAX_IWAE_K)
+    if o.free_bits and o.kl != "analytic":
+        raise VaelabError("objective.free_bits needs the KL per latent dimension: set objective.kl = 'analytic'")
+    if o.name == "iwae":
+        extras = [
+            name
+            for name, on in (("beta", o.beta != 1), ("kl_warmup_steps", o.kl_warmup_steps), ("free_bits", o.free_bits))
+            if on
+        ]
+        if extras:
+            raise VaelabError(f"the iwae objective has no KL weight: leave {', '.join(extras)} at the default")
+    elif o.iwae_k != 1:
+        raise VaelabError(f"objective.iwae_k applies to the iwae objective, not {o.name!r}: set name = 'iwae'")
 
 
 # --------------------------------------------------------------------------- conversion
@@ -272,10 +320,21 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "latent_dim": ("model", "latent_dim"),
     "likelihood": ("model", "likelihood"),
     "sigma": ("model", "sigma"),
+    "mixtures": ("model", "mixtures"),
     "kl": ("objective", "kl"),
     "beta": ("objective", "beta"),
+    "objective": ("objective", "name"),
+    "kl_warmup_steps": ("objective", "kl_warmup_steps"),
+    "beta_start": ("objective", "beta_start"),
+    "free_bits": ("objective", "free_bits"),
+    "free_bits_per": ("objective", "free_bits_per"),
+    "iwae_k": ("objective", "iwae_k"),
     "optimizer": ("train", "optimizer"),
     "lr": ("train", "lr"),
+    "weight_decay": ("train", "weight_decay"),
+    "lr_schedule": ("train", "lr_schedule"),
+    "warmup_steps": ("train", "warmup_steps"),
+    "ema": ("train", "ema"),
     "batch_size": ("train", "batch_size"),
     "epochs": ("train", "epochs"),
     "seed": ("train", "seed"),

@@ -41,6 +41,7 @@ KEYS = {
     "preset",
     "classes",
     "device",
+    "weights",
 }
 
 

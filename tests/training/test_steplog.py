@@ -16,7 +16,7 @@ from vaelab.training import loop, steplog
 from vaelab.training.checkpoint import Progress, load_checkpoint
 from vaelab.training.distributed import Dist
 from vaelab.training.rundir import RunDir
-from vaelab.training.runfiles import STEPS_FIELDS, read_steps
+from vaelab.training.runfiles import OPTIONAL_STEPS, STEPS_FIELDS, read_steps
 from vaelab.training.steplog import StepLog, slowdown, slowdown_hint
 
 TINY = dict(dataset="shapes", image_size=16, limit=256, val_size=32, batch_size=8, progress=False)  # 32 steps/epoch
@@ -40,7 +40,7 @@ def test_steps_jsonl_has_a_line_per_window_that_adds_up_to_the_epoch(tmp_path, m
         (62, 2),
         (64, 2),
     ]
-    assert all(set(r) == set(STEPS_FIELDS) for r in lines)
+    assert all(set(r) == set(STEPS_FIELDS) | set(OPTIONAL_STEPS) for r in lines)
     assert RunDir(run.path).read_steps_checked() == (lines, [])
     for r in lines:
         assert r["loss"] == pytest.approx(r["recon"] + r["kl"])  # mlp2: beta 1

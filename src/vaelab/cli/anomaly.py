@@ -10,7 +10,7 @@ import torch
 from ..api import anomaly_scores
 from ..errors import VaelabError
 from ..files import display_name, is_stream
-from .args import add_data_dir, positive_int, seed
+from .args import add_data_dir, add_weights, positive_int, seed
 from .train import class_list
 
 
@@ -62,6 +62,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines on standard error")
     add_data_dir(p)
+    add_weights(p)
     p.set_defaults(func=run)
 
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         chunk=args.chunk,
         data_dir=args.data_dir,
+        weights=args.weights,
         device=args.device,
         progress=not args.no_progress,
         grid=args.grid,

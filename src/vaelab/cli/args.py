@@ -35,9 +35,21 @@ non_negative_float = _parser(float, functools.partial(checks.real, None, low=0))
 seed = _parser(int, functools.partial(checks.seed, None))
 latent_range = _parser(float, functools.partial(checks.latent_range, None))
 temperature = _parser(float, functools.partial(checks.temperature, None))
+ema_decay = _parser(float, functools.partial(checks.decay, None))
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", metavar="DIR", help="dataset root (default: $VAELAB_DATA_DIR, else the user cache dir)"
+    )
+
+
+def add_weights(parser: argparse.ArgumentParser) -> None:
+    """`--weights ema|raw`, for the commands that load a trained model (`vaelab.api.load`)."""
+    parser.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        default="ema",
+        help="ema (default): the moving average of the weights where the run kept one (train --ema), "
+        "else the weights; raw: the weights themselves",
     )

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from ..api import evaluate, save_evaluation
-from .args import add_data_dir, non_negative_int, positive_int, seed
+from .args import add_data_dir, add_weights, non_negative_int, positive_int, seed
 
 
 def add_parsers(sub) -> None:
@@ -52,6 +52,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines on standard error")
     add_data_dir(p)
+    add_weights(p)
     p.set_defaults(func=run)
 
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         write=False,
         log=lambda line: print(line, file=sys.stderr),
         progress=not args.no_progress,
+        weights=args.weights,
     )
     print(json.dumps(result) if args.json else format_text(result), flush=True)  # the numbers first: a failed
     save_evaluation(args.run, result)  # save loses nothing computed

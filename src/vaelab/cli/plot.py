@@ -7,7 +7,7 @@ import sys
 
 from ..files import display_name
 from ..viz.plots import DEFAULT_LIMIT, PICTURES, plot_run  # matplotlib itself loads only when drawing
-from .args import add_data_dir, latent_range, positive_int, seed
+from .args import add_data_dir, add_weights, latent_range, positive_int, seed
 
 
 def add_parsers(sub) -> None:
@@ -42,6 +42,7 @@ def add_parsers(sub) -> None:
     p.add_argument("-o", "--out", metavar="DIR", help="write here instead of RUN/plots/")
     p.add_argument("--device", default="cpu")
     add_data_dir(p)
+    add_weights(p)
     p.set_defaults(func=plot)
 
 
@@ -57,6 +58,7 @@ def plot(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         out=args.out,
         log=lambda line: print(f"vaelab: {line}", file=sys.stderr),
+        weights=args.weights,
     )  # stdout: only the files written
     for path in paths:
         print(display_name(str(path)))

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..api import report
-from .args import add_data_dir
+from .args import add_data_dir, add_weights
 
 
 def add_parsers(sub) -> None:
@@ -22,6 +22,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines on standard error")
     add_data_dir(p)
+    add_weights(p)
     p.set_defaults(func=run)
 
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         log=lambda line: print(f"vaelab: {line}", file=sys.stderr),
         progress=not args.no_progress,
+        weights=args.weights,
     )
     print(path)
     return 0

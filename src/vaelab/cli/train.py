@@ -9,7 +9,15 @@ from ..config import nest_overrides
 from ..errors import VaelabError
 from ..training.distributed import from_env
 from ..training.trainer import resume_run, start_run
-from .args import add_data_dir, non_negative_float, non_negative_int, positive_float, positive_int, seed
+from .args import (
+    add_data_dir,
+    ema_decay,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 
 def add_parsers(sub) -> None:
@@ -43,12 +51,52 @@ def add_parsers(sub) -> None:
     g.add_argument("--encoder", metavar="NAME", help="a registered encoder: a preset's or a plugin's (--import MODULE)")
     g.add_argument("--decoder", metavar="NAME", help="a registered decoder: a preset's or a plugin's (--import MODULE)")
     g.add_argument("--latent-dim", type=positive_int)
-    g.add_argument("--likelihood", help="bernoulli or gaussian")
+    g.add_argument(
+        "--likelihood",
+        help="bernoulli, gaussian, gaussian-learned, discretized-logistic or discretized-logistic-mixture",
+    )
     g.add_argument("--sigma", type=positive_float, help="fixed std of the gaussian likelihood")
+    g.add_argument("--mixtures", type=positive_int, help="components of the discretized-logistic-mixture (default 10)")
     g.add_argument("--kl", choices=["analytic", "mc"], help="analytic KL or the single-sample estimate")
     g.add_argument("--beta", type=non_negative_float, help="weight of the KL term in the loss")
-    g.add_argument("--optimizer", help="adam or rmsprop")
+    g.add_argument("--objective", metavar="NAME", help="elbo (default) or iwae: the importance-weighted bound")
+    g.add_argument(
+        "--kl-warmup-steps",
+        type=non_negative_int,
+        metavar="N",
+        help="raise the KL's weight linearly from --beta-start to --beta over the first N steps",
+    )
+    g.add_argument("--beta-start", type=non_negative_float, help="the KL's weight at step 0 of a warm-up (default 0)")
+    g.add_argument(
+        "--free-bits",
+        type=non_negative_float,
+        metavar="NATS",
+        help="the loss's KL counts at least this many nats per latent dim (or group), as in IAF",
+    )
+    g.add_argument("--free-bits-per", choices=["dim", "group"], help="free bits per latent dim or per group")
+    g.add_argument("--iwae-k", type=positive_int, metavar="K", help="importance samples per image for --objective iwae")
+    g.add_argument("--optimizer", help="adam, adamw, adamax or rmsprop")
     g.add_argument("--lr", type=positive_float, help="learning rate")
+    g.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        help="weight decay (default 0): decoupled for adamw, an L2 term in the gradient for the others",
+    )
+    g.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        help="after the warm-up, keep --lr (constant, the default) or decay it to 0 by the last epoch (cosine)",
+    )
+    g.add_argument(
+        "--warmup-steps", type=non_negative_int, metavar="N", help="raise the learning rate linearly over N steps"
+    )
+    g.add_argument(
+        "--ema",
+        type=ema_decay,
+        metavar="DECAY",
+        help="keep a moving average of the weights with this decay (e.g. 0.999), used to validate, "
+        "evaluate and sample (--weights raw picks the weights themselves)",
+    )
     g.add_argument("--batch-size", type=positive_int)
     g.add_argument("--epochs", type=positive_int)
     g.add_argument("--seed", type=seed)
@@ -94,10 +142,21 @@ OVERRIDES = [
     "latent_dim",
     "likelihood",
     "sigma",
+    "mixtures",
     "kl",
     "beta",
+    "objective",
+    "kl_warmup_steps",
+    "beta_start",
+    "free_bits",
+    "free_bits_per",
+    "iwae_k",
     "optimizer",
     "lr",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_steps",
+    "ema",
     "batch_size",
     "epochs",
     "seed",

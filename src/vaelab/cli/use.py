@@ -13,7 +13,7 @@ from ..training.data import load_split
 from ..viz.decoded import prior_samples
 from ..viz.figures import Block, image_figure, save_figure
 from ..viz.grid import save_grid
-from .args import add_data_dir, positive_int, seed, temperature
+from .args import add_data_dir, add_weights, positive_int, seed, temperature
 
 
 def add_parsers(sub) -> None:
@@ -24,6 +24,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--temperature", type=temperature, default=1.0, help="scale of the prior noise (default 1)")
     p.add_argument("-o", "--output", default="samples.png", metavar="FILE.png", help="- writes the PNG to stdout")
     p.add_argument("--device", default="cpu")
+    add_weights(p)
     p.set_defaults(func=sample)
 
     p = sub.add_parser("reconstruct", help="test images over their reconstructions, in labelled rows")
@@ -36,18 +37,19 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--device", default="cpu")
     add_data_dir(p)
+    add_weights(p)
     p.set_defaults(func=reconstruct)
 
 
 def sample(args: argparse.Namespace) -> int:
-    model = load(args.run, device=args.device)
+    model = load(args.run, device=args.device, weights=args.weights)
     images = prior_samples(model, args.n, seed=args.seed, temperature=args.temperature)  # as plots/samples.png
     _written(save_grid(images, args.output, scale=_scale(images)))
     return 0
 
 
 def reconstruct(args: argparse.Namespace) -> int:
-    model = load(args.run, device=args.device)
+    model = load(args.run, device=args.device, weights=args.weights)
     images = load_split(model.config.data, args.split, args.data_dir).images
     # A random subset: some test sets (CIFAR-10's local copy) are sorted by class.
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[: args.n]

@@ -8,11 +8,11 @@ negative, averaged over images, is the importance-weighted NLL in nats.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
+from ..models.objectives import importance_bound
 from ..models.vae import VAE
 from ..training import direct
 
@@ -66,5 +66,4 @@ def iwae_bound(
     model: VAE, x: torch.Tensor, k: int, *, chunk: int | None = None, done: Callable[[int], None] | None = None
 ) -> torch.Tensor:
     """The IWAE lower bound on log p(x) per image: (B,). `done`: as `log_weights`."""
-    lw = log_weights(model, x, k, chunk=chunk, done=done)
-    return torch.logsumexp(lw, dim=0) - math.log(k)
+    return importance_bound(log_weights(model, x, k, chunk=chunk, done=done))

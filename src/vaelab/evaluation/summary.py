@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ..models.registry import LIKELIHOODS
 from ..models.vae import VAE
 from ..progress import QUIET, Reporter
 from .classifier import Classifier
@@ -24,7 +25,15 @@ MIN_FRECHET_N = 256  # two per feature dim at least, or the covariance estimate 
 
 
 def bits_per_dim_note(binarize: str, likelihood: str) -> str | None:
-    """None when a NLL of this data under this likelihood converts to bits/dim; else why not."""
+    """None when a NLL of this data under this likelihood converts to bits/dim; else why not.
+
+    Defined for a probability mass over the values the pixels take: binarised data under the
+    Bernoulli, and 8-bit data (not binarised; grey or colour) under a likelihood marked `discrete_8bit`.
+    """
+    if getattr(LIKELIHOODS.find(likelihood), "discrete_8bit", False):
+        if binarize != "none":  # refused by the config; a hand-made model may still get here
+            return f"the {likelihood} likelihood is a probability of 8-bit pixels, not of binarised ones"
+        return None
     if likelihood != "bernoulli":
         return (
             f"the {likelihood} likelihood is a density on continuous pixels, not a probability of "

@@ -74,3 +74,7 @@ class StandardNormal:
     def kl(self, q: DiagGaussian) -> torch.Tensor:
         """Analytic KL(q || p) summed over latent dims: (B,)."""
         return q.kl_per_dim().sum(-1)
+
+    def kl_per_dim(self, q: DiagGaussian) -> torch.Tensor:
+        """Analytic KL(q || p) per latent dim: (B, D) (free bits need it dim by dim)."""
+        return q.kl_per_dim()

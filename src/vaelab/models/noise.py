@@ -4,7 +4,9 @@ Outside training: the global torch RNG, as usual. A training step installs a
 `StepNoise`: its draws depend only on (seed, step) and are made for the whole
 global batch, of which this process keeps its own rows. So a data-parallel run
 draws exactly the noise one process training the same global batch would, and
-a resumed run continues bit-identically without any saved RNG state.
+a resumed run continues bit-identically without any saved RNG state. The
+same context tells the objective which step it is (`current_step`), for a
+schedule such as the KL warm-up.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class StepNoise:
     generator: torch.Generator
     rows: slice  # [start, stop) of the global batch
     batch: int  # global batch size
+    step: int  # the run's step (0-based): the objective reads it for a schedule (KL warm-up)
 
     def standard_normal(
         self, shape: tuple[int, ...], batch_dim: int, dtype: torch.dtype, device: torch.device
@@ -48,6 +51,12 @@ def in_training_step() -> bool:
     return _current.get() is not None
 
 
+def current_step() -> int | None:
+    """The training step in progress (0-based), None outside vaelab's training step (`model(x)` of a user)."""
+    source = _current.get()
+    return None if source is None else source.step
+
+
 def standard_normal(
     shape: tuple[int, ...], *, batch_dim: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -67,7 +76,7 @@ def step_seed(seed: int, step: int) -> int:
 def step_noise(generator: torch.Generator, seed: int, step: int, rows: slice, batch: int) -> Iterator[None]:
     """Inside: noise for step `step` of a run seeded `seed`; `generator` is re-seeded for it."""
     generator.manual_seed(step_seed(seed, step))
-    token = _current.set(StepNoise(generator, rows, batch))
+    token = _current.set(StepNoise(generator, rows, batch, step))
     try:
         yield
     finally:

@@ -129,10 +129,10 @@ def build_model(model: ModelConfig, objective: ObjectiveConfig, image_shape: tup
     """
     c = image_shape[0]
     posterior = POSTERIORS[model.posterior](model.latent_dim)
-    likelihood = LIKELIHOODS[model.likelihood](sigma=model.sigma)
+    likelihood = LIKELIHOODS[model.likelihood](sigma=model.sigma, mixtures=model.mixtures)
     vae = VAE(
         encoder=ENCODERS[model.encoder](tuple(image_shape), posterior.param_count),
-        decoder=DECODERS[model.decoder](tuple(image_shape), model.latent_dim, c * likelihood.params_per_channel),
+        decoder=DECODERS[model.decoder](tuple(image_shape), model.latent_dim, likelihood.out_channels(c)),
         posterior=posterior,
         prior=PRIORS[model.prior](model.latent_dim),
         likelihood=likelihood,
@@ -164,7 +164,7 @@ def check_shapes(vae: VAE, model: ModelConfig, batch: int = 2) -> None:
         vae.decoder,
         torch.zeros(batch, model.latent_dim),
         f"latent_dim {model.latent_dim}",
-        (batch, c * vae.likelihood.params_per_channel, h, w),
+        (batch, vae.likelihood.out_channels(c), h, w),
         f"the {model.likelihood} likelihood of {images} images",
     )
 

@@ -2,6 +2,7 @@
 
 Tensors:  model.<name>            weights and buffers (state_dict)
           optimizer.<i>.<key>     the optimiser's per-parameter tensors
+          ema.<name>              the moving average of each parameter (runs with train.ema)
           rng.torch, rng.cuda.<i> random generator states
           progress.sums           running sums of the epoch in progress (mid-epoch saves)
 Metadata (strings): format, version, config (JSON), image_shape,
@@ -62,6 +63,7 @@ class Checkpoint:
     rng_state: dict[str, torch.Tensor]
     version: str
     progress: Progress
+    ema_state: dict[str, torch.Tensor] = field(default_factory=dict)  # {parameter name: average}, if kept
 
     @property
     def epoch(self) -> int:
@@ -80,10 +82,12 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None,
     progress: Progress,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the checkpoint atomically (temp file + rename)."""
+    """Write the checkpoint atomically (temp file + rename); `ema`: {parameter name: average} (`EMA.state_dict`)."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v.detach().contiguous().cpu() for k, v in (ema or {}).items()}
     tensors["progress.sums"] = progress.sums.detach().double().cpu()
     opt_meta: dict[str, Any] | None = None
     if optimizer is not None:
@@ -155,8 +159,16 @@ def load_checkpoint(run: str | Path, *, with_optimizer: bool = True) -> Checkpoi
     rng_state = checked("rng", lambda: _rng_state(tensors))
     optimizer_state = checked("optimizer", lambda: _optimizer_state(metadata, tensors)) if with_optimizer else None
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    ema_state = checked("ema", lambda: _ema_state(tensors, model_state, config))
     return Checkpoint(
-        config, image_shape, model_state, optimizer_state, rng_state, str(metadata.get("version", "?")), progress
+        config,
+        image_shape,
+        model_state,
+        optimizer_state,
+        rng_state,
+        str(metadata.get("version", "?")),
+        progress,
+        ema_state,
     )
 
 
@@ -221,6 +233,23 @@ def _rng_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if state.dtype != torch.uint8 or state.dim() != 1 or state.shape != size:
             raise ValueError(f"rng.{name} is not a generator state ({state.dtype}, shape {tuple(state.shape)})")
     return rng
+
+
+def _ema_state(
+    tensors: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor], config: RunConfig
+) -> dict[str, torch.Tensor]:
+    """The `ema.<name>` tensors: present exactly when the config keeps an EMA, each a float tensor shaped
+    like the model's tensor of that name (that the model has it is `load_ema_state`'s check)."""
+    ema = {k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")}
+    if config.train.ema is None and ema:
+        raise ValueError("ema tensors in a run without train.ema")
+    if config.train.ema is not None and not ema:
+        raise ValueError(f"train.ema is {config.train.ema} but the checkpoint holds no ema tensors")
+    for name, value in ema.items():
+        own = model_state.get(name)
+        if own is None or not value.is_floating_point() or value.shape != own.shape:
+            raise ValueError(f"ema.{name} ({value.dtype}, shape {tuple(value.shape)}) has no model tensor to match")
+    return ema
 
 
 def _optimizer_state(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
@@ -313,6 +342,17 @@ def load_model_state(model: torch.nn.Module, ckpt: Checkpoint, where: str = "che
         )
         raise VaelabError(f"{where} does not fit this model ({detail})")
     model.load_state_dict(ckpt.model_state)
+
+
+def load_ema_state(model: torch.nn.Module, ckpt: Checkpoint, where: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The checkpoint's averaged weights, checked to be exactly `model`'s parameters (a one-line error if not)."""
+    names = [name for name, _ in model.named_parameters()]
+    missing = sorted(set(names) - set(ckpt.ema_state))
+    unexpected = sorted(set(ckpt.ema_state) - set(names))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise VaelabError(f"{where}: the checkpoint's EMA weights do not fit this model ({detail})")
+    return ckpt.ema_state
 
 
 def restore_rng(rng_state: dict[str, torch.Tensor]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,7 +19,10 @@ from .batches import Batches
 from .checkpoint import Progress, save_checkpoint
 from .data import Splits
 from .distributed import SINGLE, Dist
+from .ema import EMA
+from .optim import set_lr
 from .rundir import RunDir
+from .schedule import lr_at
 from .signals import StopRequests
 from .step import train_step
 from .steplog import StepLog
@@ -44,6 +48,7 @@ def fit(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     dist: Dist = SINGLE,
+    ema: EMA | None = None,
 ) -> Progress:
     """Train from `progress` (a fresh start when None) to `cfg.train.epochs`.
 
@@ -57,6 +62,10 @@ def fit(
     (counted); `max_skips` of them in a row stop the run. Under torchrun
     (`dist`), every rank trains on its rows of each batch; only rank 0
     validates, writes files, logs and calls `callbacks`.
+
+    Each step's learning rate is `lr_at` of the step count. With `ema`, the
+    step updates it, the checkpoint keeps it, and validation and the sample
+    grids use the averaged weights (the model's own are back after them).
     """
     tc = cfg.train
     p = progress or Progress()
@@ -74,11 +83,18 @@ def fit(
         shard=dist,
     )
     step_model, step_rng = dist.wrap(model), torch.Generator(device)
+    total_steps = tc.epochs * len(train)  # the schedule's length
+
+    def averaged() -> contextlib.AbstractContextManager:
+        return ema.applied() if ema is not None else contextlib.nullcontext()
+
     # The same noise every epoch shows how one set of samples improves (as seed 003 does).
     fixed_z = model.prior.sample(tc.sample_grid, generator=torch.Generator().manual_seed(tc.seed)).to(device)
     if dist.is_main and p.epoch == 0 and p.batch == 0 and tc.sample_grid:
-        save_samples(model, fixed_z, run.sample_path(0))
-    steps = StepLog(run.append_steps if dist.is_main else None, log, dist)
+        with averaged():
+            save_samples(model, fixed_z, run.sample_path(0))
+    beta_at = getattr(model.objective, "beta_at", None)  # the KL's weight in force at a step, for the logs
+    steps = StepLog(run.append_steps if dist.is_main else None, log, dist, beta_at=beta_at)
 
     def checkpoint(sums: torch.Tensor | None = None) -> None:
         if sums is not None:  # mid-epoch: the running sums of all ranks (rank 0 carries them on resume)
@@ -91,6 +107,7 @@ def fit(
                 model=model,
                 optimizer=optimizer,
                 progress=p,
+                ema=ema.state_dict() if ema is not None else None,
             )
 
     with StopRequests() as stop:
@@ -110,6 +127,7 @@ def fit(
             )
             for x in train.epoch(epoch, skip=p.batch):
                 n = train.size(p.batch)
+                set_lr(optimizer, lr_at(p.step, tc, total_steps))
                 with step_noise(step_rng, tc.seed, p.step, dist.rows(n), n):
                     terms, applied = train_step(
                         step_model,
@@ -120,6 +138,7 @@ def fit(
                         precision=precision,
                         batch_size=n,
                         dist=dist,
+                        ema=ema,
                     )
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:
@@ -157,11 +176,14 @@ def fit(
             sums = dist.sum(sums)
             dist.check_in_sync(model)
             if dist.is_main:
-                record = _epoch_record(epoch, p, sums, seconds, validate(model), splits.val_name)
+                with averaged():
+                    val = validate(model)
+                record = _epoch_record(epoch, p, sums, seconds, val, splits.val_name, beta_at)
                 log(format_epoch(record))
                 run.append_metrics(record)
                 if tc.sample_grid:
-                    save_samples(model, fixed_z, run.sample_path(epoch))
+                    with averaged():
+                        save_samples(model, fixed_z, run.sample_path(epoch))
             p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
             checkpoint()
             if dist.is_main:
@@ -170,10 +192,20 @@ def fit(
     return p
 
 
-def _epoch_record(epoch: int, p: Progress, sums: torch.Tensor, seconds: float, val: dict, val_split: str) -> dict:
-    """The metrics line of a finished epoch: training means, the validation ELBO, timing."""
+def _epoch_record(
+    epoch: int,
+    p: Progress,
+    sums: torch.Tensor,
+    seconds: float,
+    val: dict,
+    val_split: str,
+    beta_at: Callable[[int], float] | None = None,
+) -> dict:
+    """The metrics line of a finished epoch: training means, the validation ELBO, timing, and (`train_beta`)
+    the KL's weight in force at the epoch's last step."""
     images = p.images
     loss, elbo, recon, kl = (v / images if images else float("nan") for v in sums.tolist())
+    beta = {} if beta_at is None else {"train_beta": beta_at(p.step - 1)}
     return {
         "epoch": epoch,
         "step": p.step,
@@ -182,6 +214,7 @@ def _epoch_record(epoch: int, p: Progress, sums: torch.Tensor, seconds: float, v
         "train_elbo": elbo,
         "train_recon": recon,
         "train_kl": kl,
+        **beta,
         "val_split": val_split,
         "val_elbo": val["elbo"],
         "val_recon": val["recon"],
@@ -192,10 +225,11 @@ def _epoch_record(epoch: int, p: Progress, sums: torch.Tensor, seconds: float, v
 
 
 def format_epoch(r: dict) -> str:
-    """`epoch N  train -ELBO …  val ELBO …  (recon …, KL …)  T s  R img/s`."""
+    """`epoch N  train -ELBO …  [β …  ]val ELBO …  (recon …, KL …)  T s  R img/s` (β where it is not 1)."""
     skipped = f"  {r['skipped_steps']} skipped" if r.get("skipped_steps") else ""
+    beta = f"β {r['train_beta']:.2f}  " if r.get("train_beta", 1) != 1 else ""
     return (
-        f"epoch {r['epoch']}  train -ELBO {-r['train_elbo']:.2f}  {r['val_split']} ELBO {r['val_elbo']:.2f}  "
+        f"epoch {r['epoch']}  train -ELBO {-r['train_elbo']:.2f}  {beta}{r['val_split']} ELBO {r['val_elbo']:.2f}  "
         f"(recon {r['val_recon']:.2f}, KL {r['val_kl']:.2f})  {r['seconds']:.1f} s  "
         f"{r['images_per_s']:.0f} img/s{skipped}"
     )

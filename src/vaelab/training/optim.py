@@ -15,14 +15,32 @@ from ..runtime import optimizer_kernel
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
+# Each factory takes (params, lr, weight_decay, device). The weight decay is each optimiser's own: decoupled
+# from the gradient for adamw (Loshchilov & Hutter, 2019), an L2 term added to the gradient for the others.
 OPTIMIZERS.register(
-    "adam", lambda params, lr, device: torch.optim.Adam(params, lr=lr, **optimizer_kernel(device, fused_ok=True))
+    "adam",
+    lambda params, lr, weight_decay, device: torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay, **optimizer_kernel(device, fused_ok=True)
+    ),
 )
-# Keras' RMSprop: rho 0.9 and epsilon 1e-7 (PyTorch: alpha 0.99, eps 1e-8). PyTorch has no fused RMSprop.
+OPTIMIZERS.register(
+    "adamw",
+    lambda params, lr, weight_decay, device: torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay, **optimizer_kernel(device, fused_ok=True)
+    ),
+)
+# PyTorch has no fused Adamax or RMSprop.
+OPTIMIZERS.register(
+    "adamax",
+    lambda params, lr, weight_decay, device: torch.optim.Adamax(
+        params, lr=lr, weight_decay=weight_decay, **optimizer_kernel(device, fused_ok=False)
+    ),
+)
+# Keras' RMSprop: rho 0.9 and epsilon 1e-7 (PyTorch: alpha 0.99, eps 1e-8).
 OPTIMIZERS.register(
     "rmsprop",
-    lambda params, lr, device: torch.optim.RMSprop(
-        params, lr=lr, alpha=0.9, eps=1e-7, **optimizer_kernel(device, fused_ok=False)
+    lambda params, lr, weight_decay, device: torch.optim.RMSprop(
+        params, lr=lr, alpha=0.9, eps=1e-7, weight_decay=weight_decay, **optimizer_kernel(device, fused_ok=False)
     ),
 )
 
@@ -30,7 +48,13 @@ OPTIMIZERS.register(
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = list(params)
     device = params[0].device if params else torch.device("cpu")
-    return OPTIMIZERS[cfg.optimizer](params, cfg.lr, device)
+    return OPTIMIZERS[cfg.optimizer](params, cfg.lr, cfg.weight_decay, device)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group's learning rate, for the next step (the schedule's value, `schedule.lr_at`)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def update(optimizer: torch.optim.Optimizer) -> None:

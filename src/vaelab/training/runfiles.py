@@ -1,14 +1,15 @@
 """The files vaelab reads back from a run directory, each checked against its schema once, when it is read.
 
 metrics.jsonl  one object per finished epoch with `METRICS_FIELDS` (the loop's
-               `_epoch_record`); more keys may follow. A line that is not
-               UTF-8, not JSON, not an object, lacks a key, holds a value of
-               the wrong type, or does not come after the epoch before it is
-               left out and reported as a `Problem`: one damaged line never
-               costs the others.
+               `_epoch_record`), and `train_beta` where it was logged
+               (`OPTIONAL_METRICS`: older files lack it); more keys may
+               follow. A line that is not UTF-8, not JSON, not an object,
+               lacks a key, holds a value of the wrong type, or does not
+               come after the epoch before it is left out and reported as a
+               `Problem`: one damaged line never costs the others.
 steps.jsonl    one object per window of training steps with `STEPS_FIELDS`
-               (see `training.steplog`), `step` increasing; checked as
-               metrics.jsonl is.
+               (see `training.steplog`), `step` increasing, and `beta` where
+               it was logged (`OPTIONAL_STEPS`); checked as metrics.jsonl is.
 eval.json      one object, as `vaelab evaluate` writes it: `EVAL_REQUIRED`
                keys, `EVAL_FIELDS` typed, any other key a JSON scalar or a
                flat list of them (what the report can show). It is the
@@ -183,17 +184,24 @@ METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
     "val_split": _text,
     **{key: _number for key in _NUMBERS},
 }
+OPTIONAL_METRICS: dict[str, Callable[[Any], Any]] = {"train_beta": _number}  # checked where present
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     """The good records of a metrics.jsonl (none when it is missing) and a `Problem` for every line left out."""
-    return _read_lines(path, "metrics", METRICS_FIELDS, order="epoch")
+    return _read_lines(path, "metrics", METRICS_FIELDS, order="epoch", optional=OPTIONAL_METRICS)
 
 
 def _read_lines(
-    path: Path, what: str, schema: dict[str, Callable[[Any], Any]], order: str
+    path: Path,
+    what: str,
+    schema: dict[str, Callable[[Any], Any]],
+    order: str,
+    optional: dict[str, Callable[[Any], Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
-    """The good records of a JSON-lines file, each with every key of `schema` and `order` increasing."""
+    """The good records of a JSON-lines file, each with every key of `schema` (and those of `optional` that
+    it has, checked too) and `order` increasing."""
+    typed = {**(optional or {}), **schema}
     data = _read_bytes(path, what)
     records: list[dict[str, Any]] = []
     problems: list[Problem] = []
@@ -201,7 +209,7 @@ def _read_lines(
         if not line.strip():
             continue
         try:
-            record = _fields(parse_json(line), schema, required=schema)
+            record = _fields(parse_json(line), typed, required=schema)
             if records and record[order] <= records[-1][order]:
                 raise ValueError(f"{order} {record[order]} does not follow {order} {records[-1][order]}")
         except (TypeError, ValueError) as e:
@@ -218,11 +226,12 @@ STEPS_FIELDS: dict[str, Callable[[Any], Any]] = {
     "epoch": _count(1),
     **{key: _number for key in ("loss", "recon", "kl", "images_per_s")},
 }
+OPTIONAL_STEPS: dict[str, Callable[[Any], Any]] = {"beta": _number}  # checked where present
 
 
 def read_steps(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
     """The good records of a steps.jsonl (none when it is missing) and a `Problem` for every line left out."""
-    return _read_lines(path, "step losses", STEPS_FIELDS, order="step")
+    return _read_lines(path, "step losses", STEPS_FIELDS, order="step", optional=OPTIONAL_STEPS)
 
 
 def describe_dropped(path: Path, problems: list[Problem], shown: int = 3) -> str:
@@ -257,6 +266,7 @@ EVAL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "frechet_classifier": _optional(_text),
     "frechet_classifier_accuracy": _optional(_number),
     "frechet_note": _optional(_text),
+    "weights": _optional(_text),  # "ema" or "raw" (absent before vaelab had EMA weights: "raw")
     "dataset": _text,
     "preset": _text,
     "classes": _optional(_list_of(_count(0))),
@@ -282,10 +292,13 @@ def read_eval(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def eval_name(evaluation: dict[str, Any]) -> str:
     """An evaluation's file in RUN/evals/, named by its settings, so that one with other settings (a quick
-    `--iwae-k 10`, a `--limit`) never replaces it: `<split>-k<K>-seed<S>-n<N>[-fd<N>].json`."""
+    `--iwae-k 10`, a `--limit`, `--weights raw`) never replaces it:
+    `<split>-k<K>-seed<S>-n<N>[-fd<N>][-ema].json` (`-ema`: measured with the moving average of the weights,
+    which only a run trained with train.ema has; a run without one keeps the plain names)."""
     fd = f"-fd{evaluation['frechet_n']}" if evaluation.get("frechet_n") else ""
+    ema = "-ema" if evaluation.get("weights") == "ema" else ""
     k, seed = evaluation.get("k") or 0, evaluation.get("seed", 0)
-    return f"{evaluation['split']}-k{k}-seed{seed}-n{evaluation['n']}{fd}.json"
+    return f"{evaluation['split']}-k{k}-seed{seed}-n{evaluation['n']}{fd}{ema}.json"
 
 
 def saved_at(path: Path, evaluation: dict[str, Any]) -> str:

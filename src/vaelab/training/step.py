@@ -13,6 +13,7 @@ from .direct import direct_step
 from .direct import elbo as direct_elbo
 from .direct.layers import rule_for
 from .distributed import SINGLE, Dist
+from .ema import EMA
 from .optim import update
 
 
@@ -27,6 +28,7 @@ def train_step(
     batch_size: int | None = None,
     dist: Dist = SINGLE,
     direct: bool = True,
+    ema: EMA | None = None,
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """Minimise the batch mean of the objective's per-example loss.
 
@@ -38,7 +40,8 @@ def train_step(
     Returns the detached per-example terms and whether the update was applied.
     The update is skipped (weights and optimiser state untouched) when the loss
     or the gradient norm is not finite, or the norm exceeds `skip_grad_norm`
-    (as VDVAE does); otherwise the gradient is clipped to `grad_clip` first.
+    (as VDVAE does); otherwise the gradient is clipped to `grad_clip` first,
+    and after the update `ema` (if any) moves towards the new weights.
     `precision="bf16"` runs the networks in bf16 (matrix products and
     convolutions, as bf16 autocast does); weights, gradients and the loss
     terms are fp32 either way.
@@ -76,6 +79,8 @@ def train_step(
             norm = torch.linalg.vector_norm(torch.stack(norms))
             torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm, foreach=True)
         update(optimizer)
+        if ema is not None:
+            ema.update()
     return terms, applied
 
 

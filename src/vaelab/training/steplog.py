@@ -38,12 +38,20 @@ def slowdown_hint(reference: float, rate: float) -> str:
 
 
 class StepLog:
-    """Windows of steps -> {step, epoch, loss, recon, kl, images_per_s} (per image, over the window's
-    applied steps; images/s counts those images too, as metrics.jsonl does). Under torchrun the means
-    are over every rank's images (one small all-reduce per line); `write` is given on rank 0 only."""
+    """Windows of steps -> {step, epoch, loss, recon, kl, beta, images_per_s} (per image, over the window's
+    applied steps; images/s counts those images too, as metrics.jsonl does; `beta`, given `beta_at`, is the
+    KL's weight in force at the window's last step). Under torchrun the means are over every rank's images
+    (one small all-reduce per line); `write` is given on rank 0 only."""
 
-    def __init__(self, write: Callable[[dict], None] | None, log: Callable[[str], None], dist: Dist) -> None:
-        self.write, self.log, self.dist = write, log, dist
+    def __init__(
+        self,
+        write: Callable[[dict], None] | None,
+        log: Callable[[str], None],
+        dist: Dist,
+        *,
+        beta_at: Callable[[int], float] | None = None,
+    ) -> None:
+        self.write, self.log, self.dist, self.beta_at = write, log, dist, beta_at
         self.hinted = False
 
     def start_epoch(self, sums: torch.Tensor, p: Progress) -> None:
@@ -68,6 +76,7 @@ class StepLog:
             "loss": mean(loss),
             "recon": mean(recon),
             "kl": mean(kl),
+            **({} if self.beta_at is None else {"beta": self.beta_at(p.step - 1)}),
             "images_per_s": images / seconds if seconds > 0 else float("nan"),
         }
         if self.write is not None:

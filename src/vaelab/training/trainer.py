@@ -15,10 +15,18 @@ from ..models.registry import require_parts
 from ..models.vae import VAE, build_model
 from ..runtime import place, prepare_device, resolve_precision
 from ..viz.grid import save_grid
-from .checkpoint import find_checkpoint, load_checkpoint, load_model_state, load_optimizer_state, restore_rng
+from .checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_ema_state,
+    load_model_state,
+    load_optimizer_state,
+    restore_rng,
+)
 from .data import Splits, prepare_splits
 from .device import resolve_device
 from .distributed import from_env, session
+from .ema import EMA
 from .loop import EpochCallback, fit
 from .optim import build_optimizer
 from .rundir import RunDir, default_run_dir
@@ -50,6 +58,7 @@ def start_run(
         model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
         model = dist.sync_batchnorm(model, log)
         optimizer = build_optimizer(model.parameters(), cfg.train)
+        ema = EMA(model, cfg.train.ema) if cfg.train.ema is not None else None
         if dist.is_main:  # only now: a run that cannot start leaves no directory behind
             hold.enter_context(run.lock())  # held until the run ends: a second process here is refused
             run.refuse_if_started()  # again, under the lock: another process may have finished a run here meanwhile
@@ -74,6 +83,7 @@ def start_run(
             show_progress=progress,
             log=log,
             dist=dist,
+            ema=ema,
         )
         return run.path
 
@@ -121,6 +131,8 @@ def _resume_locked(
         for (section, key), (old, new) in changed.items()
         if (section, key) not in RESUMABLE_CHANGES
     ]
+    if cfg.train.lr_schedule == "cosine" and ("train", "epochs") in changed:
+        refused.append("train.epochs (the cosine learning-rate schedule decays over the run's epochs)")
     if refused:
         raise VaelabError(
             f"--resume would change {', '.join(refused)}, which alters the results; start a new run with --out instead"
@@ -140,6 +152,9 @@ def _resume_locked(
         if ckpt.optimizer_state is not None:
             load_optimizer_state(optimizer, ckpt.optimizer_state, where=str(run.checkpoint_path))
             _match_param_layout(optimizer)
+        ema = EMA(model, cfg.train.ema) if cfg.train.ema is not None else None
+        if ema is not None:
+            ema.load_state_dict(load_ema_state(model, ckpt, where=str(run.checkpoint_path)))
         restore_rng(ckpt.rng_state)
         if dist.is_main:
             run.remove_stale_temp_files()
@@ -167,8 +182,12 @@ def _resume_locked(
             show_progress=progress,
             log=log,
             dist=dist,
+            ema=ema,
         )
         return run.path
+
+
+WEIGHTS = ("ema", "raw")  # what `load_model` can load
 
 
 def _validation(splits: Splits, cfg: RunConfig) -> Callable[[VAE], dict]:
@@ -215,12 +234,22 @@ def config_diff(old: RunConfig, new: RunConfig) -> dict[tuple[str, str], tuple]:
     return diff
 
 
-def load_model(run: str | Path, *, device: str = "cpu") -> VAE:
-    """The trained model of a run (or checkpoint file), in eval mode, rebuilt from the checkpoint alone."""
+def load_model(run: str | Path, *, device: str = "cpu", weights: str = "ema") -> VAE:
+    """The trained model of a run (or checkpoint file), in eval mode, rebuilt from the checkpoint alone.
+
+    `weights="ema"`: the moving average of the weights where the run kept one (train.ema), else the
+    weights; "raw": the weights themselves. `model.weights` says which it holds.
+    """
+    if weights not in WEIGHTS:
+        raise VaelabError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     ckpt = load_checkpoint(run, with_optimizer=False)
     require_parts(ckpt.config)  # parts from plugins: the modules the run recorded, imported where needed
     model = build_model(ckpt.config.model, ckpt.config.objective, ckpt.image_shape)
     load_model_state(model, ckpt, where=str(run))
+    model.weights = "raw"
+    if weights == "ema" and ckpt.ema_state:
+        model.load_state_dict(load_ema_state(model, ckpt, where=str(run)), strict=False)
+        model.weights = "ema"
     model.config = ckpt.config
     device = resolve_device(device)
     prepare_device(device)

@@ -57,6 +57,7 @@ def plot_run(
     data_dir: str | Path | None = None,
     out: str | Path | None = None,
     log: Callable[[str], None] = print,
+    weights: str = "ema",
 ) -> list[Path]:
     """Draw the pictures of a run (all, or those named in `only`) into RUN/plots/ (or `out`).
 
@@ -66,6 +67,7 @@ def plot_run(
     seed: fixes every random draw; each picture has its own stream.
     latent_range: draw the manifold on a linear grid over [-R, R] instead of Gaussian quantiles.
     dims: the two latent dims of the manifold (and of the scatter, instead of PCA), e.g. (0, 3) or "0,3".
+    weights: "ema" (the moving average where the run kept one) or "raw" (see `vaelab.load`).
     Returns the files written. A picture the run cannot have (no metrics, no
     per-epoch samples) is skipped with one line to `log`. Bad input raises VaelabError.
     """
@@ -75,7 +77,7 @@ def plot_run(
     checks.seed("--seed", seed)
     if latent_range is not None:
         checks.latent_range("--range", latent_range)
-    model = load_model(run, device=device)
+    model = load_model(run, device=device, weights=weights)
     check_dims(dims, model.latent_dim)
     run_dir = RunDir(Path(run) if Path(run).is_dir() else Path(run).parent)
     ctx = PlotContext(

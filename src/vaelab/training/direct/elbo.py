@@ -37,6 +37,7 @@ def supported(model) -> bool:
     """Whether this model's objective, posterior, prior and likelihood all have their gradients here."""
     return (
         type(model.objective) is ELBO
+        and model.objective.plain  # recon + beta * kl: no KL warm-up, no free bits
         and type(model.posterior) is DiagonalGaussianPosterior
         and type(model.prior) is StandardNormal
         and type(model.likelihood) in LIKELIHOOD_GRADS
