@@ -79,6 +79,7 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_steps: int = 0
     ema: float | None = None  # decay of an exponential moving average of the weights (e.g. 0.999), used to evaluate
+    init_from: str | None = None  # start from this run's weights (its moving average when it kept one)
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
@@ -144,6 +145,8 @@ def validate(cfg: RunConfig) -> None:
     checks.whole("train.warmup_steps", t.warmup_steps, low=0)
     if t.ema is not None:
         checks.decay("train.ema", t.ema)
+    if t.init_from is not None and not t.init_from.strip():
+        raise VaelabError("train.init_from must name a run or checkpoint, not an empty string")
     checks.whole("train.batch_size", t.batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.whole("train.eval_batch_size", t.eval_batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.whole("train.epochs", t.epochs, low=1)  # a run of 0 epochs would write no checkpoint to load
@@ -335,6 +338,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "lr_schedule": ("train", "lr_schedule"),
     "warmup_steps": ("train", "warmup_steps"),
     "ema": ("train", "ema"),
+    "init_from": ("train", "init_from"),
     "batch_size": ("train", "batch_size"),
     "epochs": ("train", "epochs"),
     "seed": ("train", "seed"),

@@ -97,6 +97,12 @@ def add_parsers(sub) -> None:
         help="keep a moving average of the weights with this decay (e.g. 0.999), used to validate, "
         "evaluate and sample (--weights raw picks the weights themselves)",
     )
+    g.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from RUN's weights (its moving average when it kept one) instead of fresh ones: fine-tuning "
+        "with another learning rate, schedule or data; the networks must be the same",
+    )
     g.add_argument("--batch-size", type=positive_int)
     g.add_argument("--epochs", type=positive_int)
     g.add_argument("--seed", type=seed)
@@ -157,6 +163,7 @@ OVERRIDES = [
     "lr_schedule",
     "warmup_steps",
     "ema",
+    "init_from",
     "batch_size",
     "epochs",
     "seed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def start_run(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train a new run described by `cfg`; returns its directory. Data-parallel when started by torchrun."""
+    if cfg.train.init_from is not None:  # recorded as an absolute path: the run's config must say which run
+        source = str(Path(cfg.train.init_from).expanduser().resolve())
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=source))
     with session(cfg.train.device) as (dist, device), contextlib.ExitStack() as hold:
         log = log if dist.is_main else _quiet
 
@@ -56,6 +60,8 @@ def start_run(
         splits = dist.main_first(lambda: prepare_splits(cfg.data, data_dir))
         torch.manual_seed(cfg.train.seed)  # fixes the initial weights (the training noise is seeded per step)
         model = place(build_model(cfg.model, cfg.objective, splits.train.image_shape), device)
+        if cfg.train.init_from is not None:
+            init_weights(model, cfg.train.init_from)
         model = dist.sync_batchnorm(model, log)
         optimizer = build_optimizer(model.parameters(), cfg.train)
         ema = EMA(model, cfg.train.ema) if cfg.train.ema is not None else None
@@ -71,6 +77,8 @@ def start_run(
             f"{splits.val_name} images, {device}, {precision}, {step_kind(model, dist=dist)}{ranks}, {threads}) "
             f"into {run.path}"
         )
+        if cfg.train.init_from is not None:
+            log(f"starting from the weights of {cfg.train.init_from}")
         fit(
             model,
             optimizer,
@@ -208,6 +216,20 @@ def _save_samples(model: VAE, z: torch.Tensor, path: Path) -> None:
     with torch.inference_mode():
         save_grid(model.decode(z), path, scale=2 if model.image_shape[-1] <= 32 else 1)
     model.train(was_training)
+
+
+def init_weights(model: torch.nn.Module, source: str | Path) -> None:
+    """Copy another run's trained weights into `model` (`--init-from`): its moving average when it kept one,
+    else its weights, and its buffers (BatchNorm statistics). The networks must match (a one-line error names
+    the first difference)."""
+    ckpt = load_checkpoint(source, with_optimizer=False)
+    where = f"--init-from {source}"
+    load_model_state(model, ckpt, where=where)
+    if ckpt.ema_state:
+        averaged = load_ema_state(model, ckpt, where=where)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                param.copy_(averaged[name])
 
 
 def _quiet(message: str) -> None:
