@@ -100,3 +100,39 @@ def test_the_first_line_says_how_many_threads(tmp_path, capsys):
 def test_threads_are_checked_and_may_change_on_resume(capsys):
     assert "--threads: must be >= 1" in one_line_error(capsys, ["train", "--threads", "0"])
     assert ("train", "threads") in RESUMABLE_CHANGES
+
+
+def test_a_run_that_slows_down_lowers_threads_it_chose_itself(auto, monkeypatch):
+    import functools
+
+    import torch
+
+    from vaelab.training.steplog import slowdown_hint
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "other_cpu_load", functools.cache(lambda *a: 1.0))  # one core taken by others
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(runtime, "_adaptive", False)  # --threads or OMP_NUM_THREADS: the user's count stays
+        assert runtime.fewer_threads_if_busy() is None and torch.get_num_threads() == 2
+        monkeypatch.setattr(runtime, "_adaptive", True)
+        change = runtime.fewer_threads_if_busy()
+        assert change == "1 thread (other processes keep 1.0 of 2 cores busy)" and torch.get_num_threads() == 1
+        assert runtime.fewer_threads_if_busy() is None  # already there
+        assert "now training with 1 thread (other processes" in slowdown_hint(2000.0, 300.0, change)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_prepare_device_says_whether_it_chose(auto, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        auto(0.0)
+        runtime.prepare_device(torch.device("cpu"), None)
+        assert runtime._adaptive
+        runtime.prepare_device(torch.device("cpu"), 1)
+        assert not runtime._adaptive
+    finally:
+        torch.set_num_threads(before)

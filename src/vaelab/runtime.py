@@ -56,14 +56,35 @@ def tune_cpu_allocator() -> bool:
 def prepare_device(device: torch.device, threads: int | None = None) -> str:
     """Per-process settings for computing on `device`: the allocator on the CPU, and the CPU threads
     (`threads`, else `resolve_threads`' choice). Returns what was chosen, for the run's first line."""
+    global _adaptive
     if device.type == "cpu":
         tune_cpu_allocator()
     count, why = resolve_threads(threads)
     torch.set_num_threads(count)
+    _adaptive = threads is None and not os.environ.get("OMP_NUM_THREADS")
+    return _threads_text(count, why)
+
+
+def fewer_threads_if_busy() -> str | None:
+    """Look at the machine again and lower the thread count to the cores other processes now leave free,
+    when vaelab chose the count itself (no --threads, no OMP_NUM_THREADS): what training does once when it
+    slows down (`training.steplog`). Returns what changed, for the log, or None."""
+    if not _adaptive:
+        return None
+    other_cpu_load.cache_clear()
+    count, why = resolve_threads(None)
+    if count >= torch.get_num_threads():
+        return None
+    torch.set_num_threads(count)
+    return _threads_text(count, why)
+
+
+def _threads_text(count: int, why: str) -> str:
     return f"{count} thread{'s' if count > 1 else ''} ({why})"
 
 
 _default_threads = torch.get_num_threads()  # torch's own choice at import: one per core (or OMP_NUM_THREADS)
+_adaptive = False  # whether prepare_device chose the thread count itself (so it may lower it later)
 THREAD_SAMPLE_S = 0.25  # how long `other_cpu_load` watches the machine
 
 
@@ -79,8 +100,8 @@ def resolve_threads(requested: int | None) -> tuple[int, str]:
     while 1 thread keeps its idle speed: 2.8x (cvae2) and 2.0x (conv16)
     faster than 2; with six, 5x to 7x. This choice ran at 0.93x to 1.16x of
     the better fixed count in every case. The machine is looked at once, when
-    the command starts; a run that slows down later says so (and suggests
-    --threads 1).
+    the command starts; a training that slows down later looks again once
+    (`fewer_threads_if_busy`) and says so.
     """
     if requested is not None:
         return requested, "--threads"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..runtime import fewer_threads_if_busy
 from .checkpoint import Progress
 from .distributed import Dist
 
@@ -30,7 +31,13 @@ def slowdown(rates: Sequence[float], fraction: float = SLOW_FRACTION) -> tuple[f
     return (reference, last) if last < fraction * reference else None
 
 
-def slowdown_hint(reference: float, rate: float) -> str:
+def slowdown_hint(reference: float, rate: float, change: str | None = None) -> str:
+    """The one line said when training slows down; `change`: the thread count vaelab switched to, if it did."""
+    if change is not None:
+        return (
+            f"vaelab: training slowed from {reference:,.0f} to {rate:,.0f} images/s: other work is using the CPU; "
+            f"now training with {change} (--threads N fixes the count; see docs/performance.md)."
+        )
     return (
         f"vaelab: training slowed from {reference:,.0f} to {rate:,.0f} images/s; is the machine busy? "
         f"On a busy CPU, --threads 1 is often much faster (see docs/performance.md)."
@@ -86,6 +93,6 @@ class StepLog:
             slow = slowdown(self.rates)
             if slow and not self.hinted:
                 self.hinted = True
-                self.log(slowdown_hint(*slow))
+                self.log(slowdown_hint(*slow, fewer_threads_if_busy()))
         self.restart(sums, p)
         return record
