@@ -186,11 +186,6 @@ def remove_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
-def is_regular_file(path: Path) -> bool:
-    """Whether `path` (links followed) is a plain file: opening anything else to read may block or never end."""
-    return _kind(path, follow=True) == "file"
-
-
 def check_readable_file(path: Path, what: str) -> None:
     """A one-line error unless `path` is a regular file (a FIFO would hang a reader forever)."""
     with os_errors(f"cannot read {what} {path}"):

@@ -8,38 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..training.runfiles import saved_at
+from ..training.runfiles import EVAL_FIELDS, saved_at
 
-SHOWN = {
-    "split",
-    "n",
-    "seed",
-    "k",
-    "elbo",
-    "recon",
-    "kl",
-    "nll_iwae",
-    "iwae_gap",
-    "bits_per_dim",
-    "bits_per_dim_from",
-    "bits_per_dim_note",
-    "recon_mse",
-    "latent_dim",
-    "active_units",
-    "kl_per_dim",
-    "frechet_distance",
-    "frechet_n",
-    "frechet_classifier",
-    "frechet_classifier_accuracy",
-    "frechet_note",
-    "dataset",
-    "preset",
-    "classes",
-    "device",
-    "date",
-    "torch_version",
-    "vaelab_version",
-}
+SHOWN = set(EVAL_FIELDS)  # what this version of vaelab saves; any other key came from another version
 
 
 def choose_evaluation(evaluations: list[tuple[Path, dict]]) -> tuple[tuple[Path, dict] | None, str]:
@@ -94,6 +65,8 @@ def _settings(path: Path, e: dict) -> str:
     if e.get("frechet_n"):
         what += f", {e['frechet_n']} samples for the Fréchet distance"
     where = []
+    if e.get("weights"):
+        where.append("the moving average of the weights" if e["weights"] == "ema" else "the raw weights")
     if e.get("device"):
         where.append(f"on {html.escape(e['device'])}")
     if e.get("torch_version"):
