@@ -12,11 +12,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def matmul_peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = 10) -> float:
-    """fp32 GFLOP/s of an n x n matrix product: this machine's practical peak, measured now."""
+def matmul_peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = 10, dtype=None) -> float:
+    """GFLOP/s of an n x n matrix product in `dtype` (default fp32): this machine's practical peak, measured now."""
     import torch
 
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeats):

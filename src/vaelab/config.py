@@ -51,6 +51,13 @@ class ModelConfig:
     likelihood: str = "bernoulli"  # bernoulli | gaussian | gaussian-learned | discretized-logistic[-mixture]
     sigma: float = 1.0  # the fixed standard deviation of the gaussian likelihood
     mixtures: int = 10  # the components of the discretized-logistic-mixture likelihood (PixelCNN++ uses 10)
+    # the residual networks (resnet, hvae; vaelab.models.blocks): channels, residual blocks per resolution (and,
+    # in hvae's top-down half, per latent group), the feature-map sizes they run at (highest first; empty: the
+    # image's 1/2 and 1/4), and hvae's latent groups per resolution, each of latent_dim channels on its map
+    width: int = 32
+    depth: int = 2
+    resolutions: tuple[int, ...] = ()
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,8 @@ class RunConfig:
 # vaelab.models.likelihoods, a layer above this one; a test keeps the two in step).
 EIGHT_BIT_LIKELIHOODS = ("discretized-logistic", "discretized-logistic-mixture")
 MAX_MIXTURES = 256  # mixture components per pixel: VDVAE and NVAE use 10 to 30
+MAX_WIDTH = 4096  # channels of the residual networks (VDVAE's largest: 512)
+MAX_DEPTH = 256  # residual blocks per resolution, and latent groups per resolution (VDVAE's deepest: ~40)
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig}
 
@@ -133,6 +142,11 @@ def validate(cfg: RunConfig) -> None:
     checks.whole("model.latent_dim", m.latent_dim, low=1, high=checks.MAX_LATENT_DIM)
     checks.real("model.sigma", m.sigma, low=0, low_open=True)
     checks.whole("model.mixtures", m.mixtures, low=1, high=MAX_MIXTURES)
+    checks.whole("model.width", m.width, low=4, high=MAX_WIDTH)
+    checks.whole("model.depth", m.depth, low=0, high=MAX_DEPTH)
+    checks.whole("model.groups", m.groups, low=1, high=MAX_DEPTH)
+    for r in m.resolutions:
+        checks.whole("model.resolutions", r, low=1, high=checks.MAX_IMAGE_SIZE)
     if m.likelihood in EIGHT_BIT_LIKELIHOODS and d.binarize != "none":
         raise VaelabError(
             f"the {m.likelihood} likelihood models 8-bit pixel values; it cannot be trained on binarised data "
@@ -324,6 +338,10 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "likelihood": ("model", "likelihood"),
     "sigma": ("model", "sigma"),
     "mixtures": ("model", "mixtures"),
+    "width": ("model", "width"),
+    "depth": ("model", "depth"),
+    "resolutions": ("model", "resolutions"),
+    "groups": ("model", "groups"),
     "kl": ("objective", "kl"),
     "beta": ("objective", "beta"),
     "objective": ("objective", "name"),

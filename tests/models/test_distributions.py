@@ -7,7 +7,7 @@ from torch.distributions import Bernoulli as TBernoulli
 from torch.distributions import Independent, Normal, kl_divergence
 
 from vaelab.config import ObjectiveConfig
-from vaelab.models.latent import DiagGaussian, StandardNormal
+from vaelab.models.latent import DiagGaussian, SingleGroup, StandardNormal
 from vaelab.models.likelihoods import Bernoulli, Gaussian
 from vaelab.models.objectives import ELBO
 
@@ -103,6 +103,9 @@ class _Linear(torch.nn.Module):
 
     def encode(self, x):
         return self.q
+
+    def trace(self, x, **kwargs):
+        return SingleGroup(lambda h: self.q, self.prior, self.decoder).posterior_pass(None, **kwargs)
 
 
 def test_elbo_terms_and_beta():

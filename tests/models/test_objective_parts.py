@@ -94,7 +94,7 @@ def test_warmup_weights_the_loss_and_logs_the_true_kl():
 def test_free_bits_per_dim_floors_the_batch_mean_and_stops_its_gradient():
     objective = ELBO(ObjectiveConfig(free_bits=0.5))
     kl = torch.tensor([[0.1, 2.0, 0.6], [0.3, 1.0, 0.2]], requires_grad=True)  # dim means 0.2, 1.5, 0.4
-    part = objective.free_bits_kl(kl)
+    part = objective.free_bits_kl([kl])
     assert part.mean().item() == pytest.approx(0.5 + 1.5 + 0.5)  # sum_j max(lambda, mean_b KL_bj)
     part.mean().backward()
     assert torch.equal(kl.grad, torch.tensor([[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]]))  # only dim 1 is above lambda
@@ -103,9 +103,9 @@ def test_free_bits_per_dim_floors_the_batch_mean_and_stops_its_gradient():
 def test_free_bits_per_group_takes_the_whole_latent_as_one_group():
     objective = ELBO(ObjectiveConfig(free_bits=2.0, free_bits_per="group"))
     kl = torch.tensor([[0.1, 2.0, 0.6], [0.3, 1.0, 0.2]])  # totals 2.7, 1.5: mean 2.1 > 2
-    torch.testing.assert_close(objective.free_bits_kl(kl), kl.sum(-1))
+    torch.testing.assert_close(objective.free_bits_kl([kl]), kl.sum(-1))
     objective = ELBO(ObjectiveConfig(free_bits=3.0, free_bits_per="group"))
-    torch.testing.assert_close(objective.free_bits_kl(kl), torch.full((2,), 3.0))
+    torch.testing.assert_close(objective.free_bits_kl([kl]), torch.full((2,), 3.0))
 
 
 def test_free_bits_in_a_model_log_the_true_kl_and_give_no_gradient_below_lambda():

@@ -34,7 +34,16 @@ positive_float = _parser(float, functools.partial(checks.real, None, low=0, low_
 non_negative_float = _parser(float, functools.partial(checks.real, None, low=0))
 seed = _parser(int, functools.partial(checks.seed, None))
 latent_range = _parser(float, functools.partial(checks.latent_range, None))
-temperature = _parser(float, functools.partial(checks.temperature, None))
+_one_temperature = _parser(float, functools.partial(checks.temperature, None))
+
+
+def temperature(text: str) -> float | tuple[float, ...]:
+    """One temperature, or several comma-separated ones: a hierarchy's groups, top first."""
+    values = tuple(_one_temperature(part) for part in text.split(","))
+    return values[0] if len(values) == 1 else values
+
+
+temperature.__name__ = "temperature"
 ema_decay = _parser(float, functools.partial(checks.decay, None))
 
 

@@ -95,6 +95,11 @@ def format_text(r: dict[str, Any]) -> str:
     rows.append(("recon MSE", f"{r['recon_mse']:.5f}", "per image, z = mu, pixels in [0, 1]"))
     kl = " ".join(f"{v:.2f}" for v in r["kl_per_dim"][:16]) + (" ..." if r["latent_dim"] > 16 else "")
     rows.append(("active units", f"{r['active_units']} of {r['latent_dim']}", f"KL per dim: {kl}"))
+    if r.get("kl_per_group"):
+        groups = " ".join(f"{v:.2f}" for v in r["kl_per_group"])
+        active = " ".join(f"{a}/{d}" for a, d in zip(r["active_units_per_group"], r["group_dims"]))
+        rows.append(("KL per group", f"{min(r['kl_per_group']):.2f} least", f"nats, top first: {groups}"))
+        rows.append(("active per group", active, "active units / dims of each group, top first"))
     if r["frechet_distance"] is not None:
         rows.append(
             (

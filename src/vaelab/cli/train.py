@@ -57,6 +57,17 @@ def add_parsers(sub) -> None:
     )
     g.add_argument("--sigma", type=positive_float, help="fixed std of the gaussian likelihood")
     g.add_argument("--mixtures", type=positive_int, help="components of the discretized-logistic-mixture (default 10)")
+    g.add_argument("--width", type=positive_int, help="resnet and hvae networks: channels (default 32)")
+    g.add_argument(
+        "--depth", type=non_negative_int, help="resnet and hvae networks: residual blocks per resolution (default 2)"
+    )
+    g.add_argument(
+        "--resolutions",
+        type=int_list,
+        metavar="14,7",
+        help="resnet and hvae networks: the feature-map sizes, highest first (default: the image's 1/2 and 1/4)",
+    )
+    g.add_argument("--groups", type=positive_int, help="hvae: latent groups per resolution (default 1)")
     g.add_argument("--kl", choices=["analytic", "mc"], help="analytic KL or the single-sample estimate")
     g.add_argument("--beta", type=non_negative_float, help="weight of the KL term in the loss")
     g.add_argument("--objective", metavar="NAME", help="elbo (default) or iwae: the importance-weighted bound")
@@ -149,6 +160,10 @@ OVERRIDES = [
     "likelihood",
     "sigma",
     "mixtures",
+    "width",
+    "depth",
+    "resolutions",
+    "groups",
     "kl",
     "beta",
     "objective",
@@ -178,15 +193,25 @@ OVERRIDES = [
 ]
 
 
-def class_list(text: str) -> tuple[int, ...]:
-    """'0,3' -> (0, 3): label values, comma separated."""
+def _whole_numbers(text: str, what: str, low: int, example: str) -> tuple[int, ...]:
+    """'0,3' -> (0, 3): whole numbers >= `low`, comma separated."""
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected label values like 0,1,2, got {text!r}") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"label values must be >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what} like {example}, got {text!r}") from None
+    if any(v < low for v in values):
+        raise argparse.ArgumentTypeError(f"{what} must be >= {low}, got {text!r}")
     return values
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'14,7' -> (14, 7): feature-map sizes."""
+    return _whole_numbers(text, "sizes", 1, "14,7")
+
+
+def class_list(text: str) -> tuple[int, ...]:
+    """'0,3' -> (0, 3): label values."""
+    return _whole_numbers(text, "label values", 0, "0,1,2")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,13 @@ def add_parsers(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run directory or checkpoint file")
     p.add_argument("-n", type=positive_int, default=64, help="number of images (default 64)")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--temperature", type=temperature, default=1.0, help="scale of the prior noise (default 1)")
+    p.add_argument(
+        "--temperature",
+        type=temperature,
+        default=1.0,
+        help="scale of the prior noise (default 1); a hierarchy takes one per group, top first: "
+        "1,0.8,0.6 (the last repeats for the groups below)",
+    )
     p.add_argument("-o", "--output", default="samples.png", metavar="FILE.png", help="- writes the PNG to stdout")
     p.add_argument("--device", default="cpu")
     add_weights(p)

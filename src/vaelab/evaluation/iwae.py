@@ -8,12 +8,13 @@ negative, averaged over images, is the importance-weighted NLL in nats.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from ..models.objectives import importance_bound
-from ..models.vae import VAE
+from ..models.vae import VAE, is_top_down
 from ..training import direct
 
 # (image, sample) pairs decoded at once when the caller does not say. On the CPU small
@@ -35,31 +36,43 @@ def log_weights(
 
     At most `chunk` (image, sample) pairs go through the decoder at once, so
     memory stays bounded whatever K and B are. The noise is drawn one sample
-    index at a time, (B, D) per draw from the global RNG, so for a given seed
-    the values do not depend on `chunk` (default: `default_chunk(device)`).
+    index at a time, (B, D_l) per latent group and draw from the global RNG, so
+    for a given seed the values do not depend on `chunk` (default:
+    `default_chunk(device)`). A hierarchy runs its whole top-down pass per
+    (image, sample) pair; a single latent only its decoder.
     `done(pairs)` is called after each decoder pass (for progress).
     """
     chunk = default_chunk(x.device) if chunk is None else chunk
     if k < 1 or chunk < 1:
         raise ValueError(f"k and chunk must be at least 1, got k={k}, chunk={chunk}")
-    q = model.encode(x)
+    h = model.encoder(model.images(x))  # the encoder's output (a hierarchy's: its activations at each resolution)
+    top_down = model.top_down
+    dims = [math.prod(shape) for shape in model.group_shapes]
+    single = not is_top_down(model.decoder)
     b = x.shape[0]
     per_pass = max(1, chunk // b)  # samples per decoder pass
     width = min(b, chunk)  # images per decoder pass (all of them unless chunk < B)
-    out = torch.empty(k, b, device=q.mu.device)
+    out = torch.empty(k, b, device=x.device)
     for start in range(0, k, per_pass):
         n = min(per_pass, k - start)
-        z = torch.stack([q.rsample() for _ in range(n)])  # (n, B, D)
-        log_prior_ratio = model.prior.log_prob(z) - q.log_prob(z)  # (n, B)
+        # one sample index at a time, group by group: (B, D_l) per draw
+        draws = [[torch.randn(b, d, device=x.device) for d in dims] for _ in range(n)]
+        eps = [torch.stack([draw[g] for draw in draws]) for g in range(len(dims))]  # (n, B, D_l) per group
         for i in range(0, b, width):
-            zi = z[:, i : i + width]  # (n, w, D)
-            params = direct.forward(model.decoder, zi.flatten(0, 1))  # (n*w, K*C, H, W): model.decoder's values
-            params = params.unflatten(0, zi.shape[:2])  # (n, w, K*C, H, W)
-            log_px_z = model.likelihood.log_prob(params, x[i : i + width])  # (n, w), x broadcasts over samples
-            out[start : start + n, i : i + width] = log_px_z + log_prior_ratio[:, i : i + width]
+            rows = slice(i, i + width)
+            kwargs = {"decode": lambda z: direct.forward(model.decoder, z)} if single else {}
+            trace = top_down.posterior_pass(_rows(h, rows), eps=[e[:, rows] for e in eps], **kwargs)
+            log_px_z = model.likelihood.log_prob(trace.out, x[rows])  # (n, w), x broadcasts over samples
+            log_ratio = [g.log_ratio() for g in trace.groups]  # (n, w) each
+            out[start : start + n, rows] = log_px_z + (log_ratio[0] if single else torch.stack(log_ratio).sum(0))
             if done is not None:
-                done(zi.shape[0] * zi.shape[1])
+                done(n * min(width, b - i))
     return out
+
+
+def _rows(h: torch.Tensor | list[torch.Tensor], rows: slice) -> torch.Tensor | list[torch.Tensor]:
+    """The rows of the encoder's output: one tensor, or a hierarchy's activations at each resolution."""
+    return h[rows] if isinstance(h, torch.Tensor) else [a[rows] for a in h]
 
 
 def iwae_bound(

@@ -77,9 +77,13 @@ def elbo_terms_per_image(
     dynamic_binarize: bool = False,
     progress: Reporter = QUIET,
 ) -> dict[str, torch.Tensor]:
-    """The ELBO's terms per image, one z ~ q(z|x) each and the analytic KL: {'elbo', 'recon', 'kl'}, (N,) on CPU."""
+    """The ELBO's terms per image, one z ~ q(z|x) each and the analytic KL: {'elbo', 'recon', 'kl'}, and for a
+    hierarchy the KL of each group, {'kl_1', ...}: (N,) each, on CPU."""
     images = _prepared(images, dynamic_binarize, seed)
-    parts: dict[str, list[torch.Tensor]] = {"elbo": [], "recon": [], "kl": []}
+    names = ["elbo", "recon", "kl"] + (
+        [f"kl_{i}" for i in range(1, len(model.group_shapes) + 1)] if len(model.group_shapes) > 1 else []
+    )
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     with _seeded_eval(model, seed), progress.bar(len(images), "ELBO") as bar:
         for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
             terms = _EVAL_ELBO(model, x)
@@ -134,13 +138,24 @@ def iwae_per_image(
 class PosteriorStats:
     """What z = mu says about a model on a set of images (no random draws)."""
 
-    mu: torch.Tensor  # (N, D) posterior means
-    kl_per_dim: torch.Tensor  # (D,) mean over images of KL(q(z_d|x) || N(0, 1)), nats
+    mu: torch.Tensor  # (N, D) posterior means (a hierarchy's groups side by side, top first)
+    kl_per_dim: torch.Tensor  # (D,) mean over images of KL(q(z_d|x, z_<l) || p(z_d|z_<l)), nats
     recon_mse: torch.Tensor  # (N,) mean squared error per image of the likelihood's mean at z = mu, [0, 1] units
 
+    def active(self, threshold: float = 0.01) -> torch.Tensor:
+        """Which latent dims' posterior mean varies over the data: Var_x(E_q[z_d]) > threshold (Burda et al.
+        2016): (D,) booleans."""
+        if len(self.mu) == 0:
+            return torch.zeros(self.mu.shape[1], dtype=torch.bool)
+        return self.mu.double().var(dim=0, correction=0) > threshold
+
     def active_units(self, threshold: float = 0.01) -> int:
-        """Latent dims whose posterior mean varies over the data: Var_x(E_q[z_d]) > threshold (Burda et al. 2016)."""
-        return int((self.mu.double().var(dim=0, correction=0) > threshold).sum()) if len(self.mu) > 0 else 0
+        """How many latent dims are active (`active`)."""
+        return int(self.active(threshold).sum())
+
+    def active_units_per_group(self, dims: list[int], threshold: float = 0.01) -> list[int]:
+        """`active_units` of each latent group, for groups of `dims` dims side by side."""
+        return [int(part.sum()) for part in self.active(threshold).split(dims)]
 
 
 def posterior_stats(
@@ -152,15 +167,18 @@ def posterior_stats(
     dynamic_binarize: bool = False,
     progress: Reporter = QUIET,
 ) -> PosteriorStats:
-    """Posterior means, per-dimension KL and the reconstruction MSE via z = mu, over uint8 images."""
+    """Posterior means, per-dimension KL and the reconstruction MSE via z = mu, over uint8 images.
+
+    For a hierarchy z = mu at every group: each lower group's q and p are those given its parents' means
+    (a deterministic pass; the ELBO's per-group KL instead averages over sampled parents)."""
     images = _prepared(images, dynamic_binarize, seed)
     mus, kl_sum, mses = [], None, []
     with _seeded_eval(model, seed), progress.bar(len(images), "posterior statistics") as bar:
         for x in Batches(images, batch_size, device=model.device, memory_format=batch_memory_format(model)):
-            q = model.encode(x)
-            kl = q.kl_per_dim().double().sum(0)  # (D,)
+            trace = model.trace(x, mean=True)
+            kl = torch.cat([g.p.kl_per_dim(g.q) for g in trace.groups], dim=-1).double().sum(0)  # (D,)
             kl_sum = kl if kl_sum is None else kl_sum + kl
-            mus.append(q.mu.float().cpu())
-            mses.append((model.decode(q.mu) - x).pow(2).flatten(1).mean(1).float().cpu())
+            mus.append(torch.cat([g.q.mu for g in trace.groups], dim=-1).float().cpu())
+            mses.append((model.likelihood.mean(trace.out) - x).pow(2).flatten(1).mean(1).float().cpu())
             bar.update(len(x))
     return PosteriorStats(mu=torch.cat(mus), kl_per_dim=(kl_sum / len(images)).float().cpu(), recon_mse=torch.cat(mses))

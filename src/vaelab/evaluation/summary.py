@@ -58,15 +58,18 @@ def sample_frechet(
     progress: Reporter = QUIET,
 ) -> float:
     """Fréchet distance between len(reference) samples of the model (the likelihood's mean at
-    z ~ N(0, I), as `vaelab sample` shows them) and the reference images, in the classifier's features."""
+    z ~ N(0, I), every group of a hierarchy from its prior, as `vaelab sample` shows them) and the reference
+    images, in the classifier's features."""
     n = len(reference)
-    z = model.prior.sample(n, generator=torch.Generator().manual_seed(seed))  # (n, D) on CPU
+    generator = torch.Generator().manual_seed(seed)
+    z = model.top_prior.sample(n, generator=generator)  # (n, D) on CPU; a hierarchy's lower groups draw later
     was_training = model.training
     model.eval()
     sampled, real = [], []  # features (b, F) of each batch
     with torch.inference_mode(), progress.bar(2 * n, f"Fréchet distance ({n:,} samples and images)") as bar:
         for i in range(0, n, batch_size):
-            samples = model.decode(z[i : i + batch_size].to(model.device)).cpu()  # (b, C, H, W) in [0, 1]
+            part = z[i : i + batch_size].to(model.device)
+            samples = model.decode(part, temperature=1.0, generator=generator).cpu()  # (b, C, H, W) in [0, 1]
             sampled.append(classifier.features(samples, batch_size=batch_size))
             bar.update(len(samples))
         for i in range(0, n, batch_size):
@@ -103,6 +106,9 @@ def evaluate_model(
     terms = elbo_terms_per_image(model, images, **common)
     elbo, recon, kl = (float(terms[name].double().mean()) for name in ("elbo", "recon", "kl"))
     out: dict[str, Any] = {"n": n, "seed": seed, "elbo": elbo, "recon": recon, "kl": kl, "k": k}
+    groups = len(model.group_shapes)
+    if groups > 1:  # a hierarchy: the KL of each group, top first (posterior collapse shows here)
+        out["kl_per_group"] = [float(terms[f"kl_{i}"].double().mean()) for i in range(1, groups + 1)]
 
     nll_iwae = None
     if k > 0:
@@ -118,8 +124,11 @@ def evaluate_model(
 
     stats = posterior_stats(model, images, **common)
     out["recon_mse"] = float(stats.recon_mse.double().mean())
-    out["latent_dim"] = model.latent_dim
+    out["latent_dim"] = stats.mu.shape[1]  # all groups' dims
     out["active_units"] = stats.active_units(ACTIVE_UNIT_THRESHOLD)
+    if groups > 1:
+        out["group_dims"] = [math.prod(shape) for shape in model.group_shapes]
+        out["active_units_per_group"] = stats.active_units_per_group(out["group_dims"], ACTIVE_UNIT_THRESHOLD)
     out["kl_per_dim"] = [float(v) for v in stats.kl_per_dim]
 
     fd, fd_n = None, min(n, frechet_n)

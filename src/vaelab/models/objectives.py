@@ -2,7 +2,8 @@
 
 Terms (all shape (B,)):
   recon = -log p(x|z)   (one z ~ q(z|x) per image)
-  kl    = KL(q(z|x) || p(z)), analytic, or the single-sample estimate log q(z|x) - log p(z)
+  kl    = KL(q(z|x) || p(z)), analytic, or the single-sample estimate log q(z|x) - log p(z); for a hierarchy
+          the sum over its groups of KL(q(z_l|x, z_<l) || p(z_l|z_<l)), each also a term `kl_<l>` (1 = top)
   elbo  = -(recon + kl)  a lower bound on log p(x): negative, e.g. -157
   loss  = recon + beta * kl   what the optimiser minimises (equals -elbo when beta = 1)
 The KL is always reported before beta (or free bits) is applied; `beta_at(step)` says which beta is in force.
@@ -57,31 +58,30 @@ class ELBO:
         return self.beta_start + (self.beta - self.beta_start) * step / self.warmup_steps
 
     def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        q = model.encode(x)
-        z = q.rsample()  # (B, D)
-        recon = -model.likelihood.log_prob(model.decoder(z), x)
-        if self.analytic_kl:
-            kl = model.prior.kl(q)
-        else:
-            kl = q.log_prob(z) - model.prior.log_prob(z)  # the seed 003 estimator
+        trace = model.trace(x)  # one z ~ q per group: (B, D_l)
+        recon = -model.likelihood.log_prob(trace.out, x)
+        kls = [g.kl(self.analytic_kl) for g in trace.groups]  # analytic, or the seed 003 single-sample estimator
+        kl = _total(kls)
         if self.plain:
-            return self.terms(recon, kl)
-        kl_loss = self.free_bits_kl(model.prior.kl_per_dim(q)) if self.free_bits else kl
-        return self.terms(recon, kl, kl_loss=kl_loss, beta=self.beta_at(noise.current_step()))
+            return self.terms(recon, kl, groups=kls)
+        kl_loss = self.free_bits_kl([g.p.kl_per_dim(g.q) for g in trace.groups]) if self.free_bits else kl
+        return self.terms(recon, kl, kl_loss=kl_loss, beta=self.beta_at(noise.current_step()), groups=kls)
 
-    def free_bits_kl(self, kl_per_dim: torch.Tensor) -> torch.Tensor:
-        """The KL part of the loss under free bits, per example: (B, D) -> (B,).
+    def free_bits_kl(self, per_dim: list[torch.Tensor]) -> torch.Tensor:
+        """The KL part of the loss under free bits, per example, from each latent group's KL per dim (B, D_l): (B,).
 
-        Per dim: each dim whose KL, averaged over the batch (this process's rows under torchrun), is below
-        `free_bits` counts `free_bits` nats for every example, a constant with no gradient; the others count
-        their own KL. The batch mean is then sum_j max(lambda, mean_b KL_bj), IAF's eq. 15, and its gradient
-        is the mean KL's where a dim is above lambda. Per group: the same with the whole latent as one
-        group (there are no latent hierarchies yet), so the floor is `free_bits` nats in all.
+        Per dim: each latent dim whose KL, averaged over the batch (this process's rows under torchrun), is
+        below `free_bits` counts `free_bits` nats for every example, a constant with no gradient; the others
+        count their own KL. The batch mean is then sum_j max(lambda, mean_b KL_bj), IAF's eq. 15, and its
+        gradient is the mean KL's where a dim is above lambda. Per group: the same with each latent group's
+        KL as one unit (a single latent is one group, so the floor is `free_bits` nats in all).
         """
         if self.free_bits_per == "group":
-            kl_per_dim = kl_per_dim.sum(-1, keepdim=True)  # (B, 1): one group
-        above = kl_per_dim.detach().mean(0) > self.free_bits  # (D,) or (1,)
-        return torch.where(above, kl_per_dim, torch.full_like(kl_per_dim, self.free_bits)).sum(-1)
+            units = torch.stack([kl.sum(-1) for kl in per_dim], dim=-1)  # (B, groups)
+        else:
+            units = per_dim[0] if len(per_dim) == 1 else torch.cat(per_dim, dim=-1)  # (B, sum of D_l)
+        above = units.detach().mean(0) > self.free_bits
+        return torch.where(above, units, torch.full_like(units, self.free_bits)).sum(-1)
 
     def terms(
         self,
@@ -90,16 +90,28 @@ class ELBO:
         *,
         kl_loss: torch.Tensor | None = None,
         beta: float | None = None,
+        groups: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The named terms from -log p(x|z) and the KL, each (B,); `kl_loss` (default `kl`) is the KL part of
-        the loss and `beta` (default `self.beta`) its weight."""
+        the loss and `beta` (default `self.beta`) its weight; `groups`, the KL of each latent group, become
+        the terms kl_1, kl_2, ... where there are several."""
         beta = self.beta if beta is None else beta
         neg_elbo = recon + kl
         if kl_loss is None and beta == 1:
             loss = neg_elbo  # at beta 1, two tensor operations fewer
         else:
             loss = recon + beta * (kl if kl_loss is None else kl_loss)
-        return {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl": kl}
+        return {"loss": loss, "elbo": -neg_elbo, "recon": recon, "kl": kl, **group_terms(groups)}
+
+
+def group_terms(kls: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """{kl_1: ..., kl_L: ...} for a hierarchy's groups (1 = top); nothing for a single latent group."""
+    return {f"kl_{i}": kl for i, kl in enumerate(kls, 1)} if kls and len(kls) > 1 else {}
+
+
+def _total(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The sum of per-example terms, the one term itself when alone (a single latent's KL, bit for bit)."""
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 
 
 @OBJECTIVES.register("iwae")
@@ -120,12 +132,16 @@ class IWAE:
         return self.beta
 
     def __call__(self, model, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        q = model.encode(x)
-        z = q.rsample(self.k)  # (K, B, D), through the step's noise
-        params = model.decoder(z.flatten(0, 1)).unflatten(0, z.shape[:2])  # (K, B, ...)
-        log_px_z = model.likelihood.log_prob(params, x)  # (K, B), x broadcasts over the samples
-        log_q_minus_p = q.log_prob(z) - model.prior.log_prob(z)  # (K, B)
+        trace = model.trace(x, k=self.k)  # (K, B, ...), through the step's noise
+        log_px_z = model.likelihood.log_prob(trace.out, x)  # (K, B), x broadcasts over the samples
+        log_ratio = _total([g.log_ratio() for g in trace.groups])  # log p(z) - log q(z|x), over groups: (K, B)
         recon = -log_px_z[0]
-        kl = model.prior.kl(q) if self.analytic_kl else log_q_minus_p[0]
-        loss = -importance_bound(log_px_z - log_q_minus_p)
-        return {"loss": loss, "elbo": -(recon + kl), "recon": recon, "kl": kl}
+        kls = [_first(g.kl(self.analytic_kl)) for g in trace.groups]
+        kl = _total(kls)
+        loss = -importance_bound(log_px_z + log_ratio)
+        return {"loss": loss, "elbo": -(recon + kl), "recon": recon, "kl": kl, **group_terms(kls)}
+
+
+def _first(kl: torch.Tensor) -> torch.Tensor:
+    """The first sample's KL, (K, B) -> (B,); an analytic KL of a posterior that depends on x alone is (B,)."""
+    return kl[0] if kl.dim() == 2 else kl

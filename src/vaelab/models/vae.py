@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from .. import checks
 from ..config import ModelConfig, ObjectiveConfig
 from ..errors import VaelabError
 from . import noise
-from .latent import DiagGaussian
+from .latent import DiagGaussian, SingleGroup, Trace
 from .registry import DECODERS, ENCODERS, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
 
 
@@ -19,10 +21,13 @@ class VAE(nn.Module):
     """A variational autoencoder on images in [0, 1] of shape `image_shape` = (C, H, W).
 
     `forward(x)` returns the objective's named per-example terms (see
-    `vaelab.models.objectives`). `encode`, `decode`, `sample` and
-    `reconstruct` are the ways to use a trained model. They refuse float
-    pixels outside [0, 1] unless `check_pixels=False` (a model of other
-    data, such as the linear-Gaussian reference model on real numbers).
+    `vaelab.models.objectives`), computed from `trace(x)`, the pass through
+    the latent groups (one for a single latent; several for a hierarchy,
+    whose decoder makes the pass: see `vaelab.models.latent`). `encode`,
+    `decode`, `sample` and `reconstruct` are the ways to use a trained model.
+    They refuse float pixels outside [0, 1] unless `check_pixels=False` (a
+    model of other data, such as the linear-Gaussian reference model on real
+    numbers).
     """
 
     def __init__(
@@ -48,8 +53,20 @@ class VAE(nn.Module):
         self.check_pixels = check_pixels
 
     @property
+    def top_down(self):
+        """The latents' pass: the decoder itself for a hierarchy (`nets/hvae.TopDown`), else the one-group
+        `SingleGroup` of this VAE's posterior, prior and decoder. Both make a `Trace`."""
+        return self.decoder if is_top_down(self.decoder) else SingleGroup(self.posterior, self.prior, self.decoder)
+
+    @property
+    def group_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each latent group's layout, top-down: ((D,),) for a single latent, (C, h, w) per group of a hierarchy."""
+        return self.top_down.group_shapes
+
+    @property
     def latent_dim(self) -> int:
-        return self.prior.latent_dim
+        """The top group's size: what `encode` returns and `decode` takes (all of it for a single latent)."""
+        return math.prod(self.group_shapes[0])
 
     @property
     def device(self) -> torch.device:
@@ -57,44 +74,106 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The objective's per-example terms for images (B, C, H, W), float in [0, 1] or uint8."""
-        return self.objective(self, as_float_images(x))  # the objective's `encode` checks the pixels
+        return self.objective(self, as_float_images(x))  # the objective's `trace` checks the pixels
 
-    def encode(self, x: torch.Tensor) -> DiagGaussian:
-        """q(z|x) for images (B, C, H, W), float in [0, 1] or uint8; other pixel values are refused."""
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as floats in [0, 1]; pixels outside are refused (see `checked_images`)."""
         # vaelab's training step feeds batches converted from uint8, in [0, 1] by construction: checking
         # them would cost a host sync per step on a GPU
         trusted = not self.check_pixels or noise.in_training_step()
-        x = as_float_images(x) if trusted else checked_images(x)
-        return self.posterior(self.encoder(x))
+        return as_float_images(x) if trusted else checked_images(x)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The likelihood's mean image for latents (B, D): (B, C, H, W) in [0, 1]."""
-        return self.likelihood.mean(self.decoder(z))
+    def trace(
+        self,
+        x: torch.Tensor,
+        *,
+        k: int | None = None,
+        eps: Sequence[torch.Tensor] | None = None,
+        mean: bool = False,
+    ) -> Trace:
+        """The posterior pass for images x: every latent group's q, p and z, and the decoder's output.
+
+        z = q's mean at every group (`mean`), mu + sigma * eps[l] for given noise, or drawn (`k` samples per
+        image: every tensor then has a sample dim in front).
+        """
+        return self.top_down.posterior_pass(self.encoder(self.images(x)), k=k, eps=eps, mean=mean)
+
+    def encode(self, x: torch.Tensor) -> DiagGaussian:
+        """q(z|x) for images (B, C, H, W), float in [0, 1] or uint8; other pixel values are refused.
+        For a hierarchy: the top group's q(z_1|x)."""
+        return self.top_down.top_posterior(self.encoder(self.images(x)))
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        *,
+        temperature: float | Sequence[float] = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The likelihood's mean image for top latents (B, D): (B, C, H, W) in [0, 1]. For a hierarchy the
+        lower groups are drawn from their priors at `temperature` (one for all, or one per lower group; 0: the
+        priors' means, the same image each time), with noise from `generator`."""
+        lower = len(self.group_shapes) - 1
+        temperatures = list(temperature) if isinstance(temperature, list | tuple) else [temperature] * lower
+        return self.likelihood.mean(self.top_down.prior_pass(z, temperatures, generator).out)
 
     @torch.no_grad()
-    def sample(self, n: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n new images (n, C, H, W): z ~ N(0, temperature^2 I), shown as the likelihood's mean.
+    def sample(
+        self,
+        n: int,
+        *,
+        temperature: float | Sequence[float] = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """n new images (n, C, H, W), shown as the likelihood's mean: z_1 ~ N(0, t^2 I), and for a hierarchy each
+        lower group from its prior with its standard deviation times t. `temperature`: one t for every group,
+        or one per group, top first (a shorter list repeats its last value for the groups below).
 
         Decoded SAMPLE_BATCH at a time, so the memory needed is the images' own
         (twice: the pieces and the whole); an `n` whose images cannot fit is refused.
         """
         checks.whole("n", n, low=0)
-        checks.temperature("temperature", temperature)
+        temperatures = self.temperatures(temperature)
         pixels = math.prod(self.image_shape)
+        latents = sum(math.prod(shape) for shape in self.group_shapes)
         checks.memory(
             f"{n} samples of {'x'.join(map(str, self.image_shape))}",
-            n * (2 * pixels + self.latent_dim) * checks.FLOAT32_BYTES,
+            n * (2 * pixels + latents) * checks.FLOAT32_BYTES,
         )
         if n == 0:
             return torch.empty(0, *self.image_shape, device=self.device)
-        z = self.prior.sample(n, device="cpu", generator=generator).to(self.device) * temperature
-        return torch.cat([self.decode(part) for part in z.split(SAMPLE_BATCH)])
+        z = self.top_prior.sample(n, device="cpu", generator=generator).to(self.device) * temperatures[0]
+        lower = temperatures[1:]
+        return torch.cat([self.decode(part, temperature=lower, generator=generator) for part in z.split(SAMPLE_BATCH)])
+
+    def temperatures(self, temperature: float | Sequence[float]) -> list[float]:
+        """One temperature per latent group, top first (checked), from one for all, or a list whose last value
+        repeats for the groups below it."""
+        groups = len(self.group_shapes)
+        values = list(temperature) if isinstance(temperature, list | tuple) else [temperature]
+        if not 1 <= len(values) <= groups:
+            raise VaelabError(
+                f"temperature: give one value, or at most one per latent group ({groups}), not {len(values)}"
+            )
+        values += values[-1:] * (groups - len(values))
+        for t in values:
+            checks.temperature("temperature", t)
+        return [float(t) for t in values]
+
+    @property
+    def top_prior(self):
+        """p(z_1): the prior of the top group (the only group of a single latent)."""
+        return self.top_down.top_prior
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, sample_z: bool = False) -> torch.Tensor:
-        """Decode each image's posterior mean (or a sampled z): (B, C, H, W) in [0, 1]."""
-        q = self.encode(x.to(self.device))
-        return self.decode(q.rsample() if sample_z else q.mu)
+        """Decode each image's posterior means, every group's (or sampled latents): (B, C, H, W) in [0, 1]."""
+        return self.likelihood.mean(self.trace(x.to(self.device), mean=not sample_z).out)
+
+
+def is_top_down(decoder: nn.Module) -> bool:
+    """Whether a decoder makes the latents' pass itself (a hierarchy's top-down network)."""
+    return callable(getattr(decoder, "posterior_pass", None))
 
 
 SAMPLE_BATCH = 1024  # latents decoded at once by `VAE.sample`
@@ -123,16 +202,18 @@ def checked_images(x: torch.Tensor) -> torch.Tensor:
 def build_model(model: ModelConfig, objective: ObjectiveConfig, image_shape: tuple[int, int, int]) -> VAE:
     """Build a VAE from its config, looking each part up in its registry.
 
-    The encoder and decoder are then tried once on zeros (see `check_shapes`),
-    so a network that does not fit the image shape or the latent size is a
+    The networks are then tried once on zeros (see `check_shapes`), so a
+    network that does not fit the image shape or the latent size is a
     one-line error here, before any run directory or training.
     """
     c = image_shape[0]
     posterior = POSTERIORS[model.posterior](model.latent_dim)
     likelihood = LIKELIHOODS[model.likelihood](sigma=model.sigma, mixtures=model.mixtures)
     vae = VAE(
-        encoder=ENCODERS[model.encoder](tuple(image_shape), posterior.param_count),
-        decoder=DECODERS[model.decoder](tuple(image_shape), model.latent_dim, likelihood.out_channels(c)),
+        encoder=_network(ENCODERS[model.encoder], model, tuple(image_shape), posterior.param_count),
+        decoder=_network(
+            DECODERS[model.decoder], model, tuple(image_shape), model.latent_dim, likelihood.out_channels(c)
+        ),
         posterior=posterior,
         prior=PRIORS[model.prior](model.latent_dim),
         likelihood=likelihood,
@@ -143,15 +224,46 @@ def build_model(model: ModelConfig, objective: ObjectiveConfig, image_shape: tup
     return vae
 
 
+def _network(factory, model: ModelConfig, *args) -> nn.Module:
+    """`factory(*args)`, with `model=` (the ModelConfig: width, depth, resolutions, groups) for a factory that
+    declares that keyword."""
+    try:
+        wants_config = "model" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        wants_config = False
+    return factory(*args, model=model) if wants_config else factory(*args)
+
+
 def check_shapes(vae: VAE, model: ModelConfig, batch: int = 2) -> None:
     """Run the encoder on zero images and the decoder on zero latents and compare their outputs with what
     the posterior and the likelihood read; a mismatch, or a network that fails on these inputs, is a
-    VaelabError naming the part, the expected and the actual shapes."""
+    VaelabError naming the part, the expected and the actual shapes. A hierarchy's two halves are tried
+    together, through one posterior pass."""
     c, h, w = vae.image_shape
     images = "x".join(map(str, vae.image_shape))
+    likelihood_shape = (batch, vae.likelihood.out_channels(c), h, w)
+    reader = f"the {model.likelihood} likelihood of {images} images"
+    if is_top_down(vae.decoder):
+        if model.encoder != model.decoder:
+            raise VaelabError(
+                f"decoder {model.decoder!r} is the top-down half of a hierarchy: it needs its bottom-up half, "
+                f"encoder {model.decoder!r}, not {model.encoder!r}"
+            )
+        _try_part(
+            "encoder and decoder",
+            model.decoder,
+            lambda x: vae.trace(x, mean=True).out,
+            vae,
+            torch.zeros(batch, c, h, w),
+            f"{images} images",
+            likelihood_shape,
+            reader,
+        )
+        return
     _try_part(
         "encoder",
         model.encoder,
+        vae.encoder,
         vae.encoder,
         torch.zeros(batch, c, h, w),
         f"{images} images",
@@ -162,22 +274,32 @@ def check_shapes(vae: VAE, model: ModelConfig, batch: int = 2) -> None:
         "decoder",
         model.decoder,
         vae.decoder,
+        vae.decoder,
         torch.zeros(batch, model.latent_dim),
         f"latent_dim {model.latent_dim}",
-        (batch, vae.likelihood.out_channels(c), h, w),
-        f"the {model.likelihood} likelihood of {images} images",
+        likelihood_shape,
+        reader,
     )
 
 
 def _try_part(
-    part: str, name: str, net: nn.Module, x: torch.Tensor, given: str, expected: tuple[int, ...], reader: str
+    part: str,
+    name: str,
+    run,
+    net: nn.Module,
+    x: torch.Tensor,
+    given: str,
+    expected: tuple[int, ...],
+    reader: str,
 ) -> None:
-    """`net(x)` once in eval mode (BatchNorm's statistics stay untouched), its output shape checked."""
+    """`run(x)` once with `net` in eval mode (BatchNorm's statistics stay untouched), its output shape checked."""
     modes = {m: m.training for m in net.modules()}  # restored one by one: a factory may freeze some parts
     net.eval()
     try:
         with torch.no_grad():
-            out = net(x)
+            out = run(x)
+    except VaelabError:
+        raise
     except Exception as e:  # noqa: BLE001 (a custom network can fail in any way on inputs it was not made for)
         reason = " ".join(f"{type(e).__name__}: {e}".split())
         raise VaelabError(f"{part} {name!r} fails on {given} (a batch of {len(x)}): {reason}") from None

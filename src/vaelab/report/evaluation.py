@@ -151,6 +151,21 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
             "Dims whose "
             "posterior mean varies over the data (Var > 0.01); the others carry no information (posterior collapse).",
         )
+    if e.get("kl_per_group"):
+        add(
+            "KL per latent group",
+            number(e["kl_per_group"]),
+            nats,
+            "Mean KL(q(z_l | x, z_<l) || p(z_l | z_<l)) of each group of the hierarchy, the top group first; "
+            "a group near 0 has collapsed onto its prior.",
+        )
+    if e.get("active_units_per_group") and e.get("group_dims"):
+        add(
+            "active dims per group",
+            ", ".join(f"{a} of {d}" for a, d in zip(e["active_units_per_group"], e["group_dims"])),
+            "dims",
+            "Active dims of each group, top first (posterior means at every group's parents' means).",
+        )
     if e.get("kl_per_dim"):
         add(
             "KL per latent dim",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -160,7 +161,9 @@ def _model_facts(run: Path) -> dict[str, Any]:
     cfg = ckpt.config
     facts: dict[str, Any] = {"config": cfg, "image_shape": ckpt.image_shape, "written_by": ckpt.version}
     try:
-        facts["parameters"] = count_parameters(build_model(cfg.model, cfg.objective, ckpt.image_shape))
+        model = build_model(cfg.model, cfg.objective, ckpt.image_shape)
+        facts["parameters"] = count_parameters(model)
+        facts["group_shapes"] = model.group_shapes
     except VaelabError as e:  # a part registered by code that is not imported here
         facts["parameters_problem"] = str(e)
     return facts
@@ -201,7 +204,12 @@ def _model_table(facts: dict[str, Any]) -> str:
         "trainable parameters",
         f"{facts['parameters']:,}" if "parameters" in facts else f"unknown: {html.escape(facts['parameters_problem'])}",
     )
-    add("latent", f"{m.latent_dim} dims")
+    shapes = facts.get("group_shapes", ((m.latent_dim,),))
+    if len(shapes) == 1:
+        add("latent", f"{math.prod(shapes[0])} dims")
+    else:
+        layout = ", ".join("×".join(map(str, shape)) for shape in shapes)
+        add("latent", f"{len(shapes)} groups, top first: {layout} ({sum(math.prod(s) for s in shapes):,} dims)")
     classes = f", classes {', '.join(map(str, cfg.data.classes))} only" if cfg.data.classes else ""
     add("images", f"{html.escape(cfg.data.name)}, {'×'.join(map(str, facts['image_shape']))} (C×H×W){classes}")
     add(

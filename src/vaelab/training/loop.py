@@ -29,7 +29,7 @@ from .steplog import StepLog
 
 EpochCallback = Callable[[int, dict, VAE], None]
 Validate = Callable[[VAE], dict]  # model -> {"elbo", "recon", "kl"}: means over the validation split
-SaveSamples = Callable[[VAE, torch.Tensor, Path], None]  # (model, z (N, D), path): decode z, save the grid
+SaveSamples = Callable[[VAE, int, int, Path], None]  # (model, n, seed, path): n samples drawn with seed, saved
 TERMS = ("loss", "elbo", "recon", "kl")
 LOG_EVERY = 50  # batches between two lines of steps.jsonl (each one host sync)
 
@@ -88,11 +88,10 @@ def fit(
     def averaged() -> contextlib.AbstractContextManager:
         return ema.applied() if ema is not None else contextlib.nullcontext()
 
-    # The same noise every epoch shows how one set of samples improves (as seed 003 does).
-    fixed_z = model.prior.sample(tc.sample_grid, generator=torch.Generator().manual_seed(tc.seed)).to(device)
+    # The same noise every epoch (seeded by the run's seed) shows how one set of samples improves (as seed 003 does).
     if dist.is_main and p.epoch == 0 and p.batch == 0 and tc.sample_grid:
         with averaged():
-            save_samples(model, fixed_z, run.sample_path(0))
+            save_samples(model, tc.sample_grid, tc.seed, run.sample_path(0))
     beta_at = getattr(model.objective, "beta_at", None)  # the KL's weight in force at a step, for the logs
     steps = StepLog(run.append_steps if dist.is_main else None, log, dist, beta_at=beta_at)
 
@@ -183,7 +182,7 @@ def fit(
                 run.append_metrics(record)
                 if tc.sample_grid:
                     with averaged():
-                        save_samples(model, fixed_z, run.sample_path(epoch))
+                        save_samples(model, tc.sample_grid, tc.seed, run.sample_path(epoch))
             p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
             checkpoint()
             if dist.is_main:
@@ -206,6 +205,8 @@ def _epoch_record(
     images = p.images
     loss, elbo, recon, kl = (v / images if images else float("nan") for v in sums.tolist())
     beta = {} if beta_at is None else {"train_beta": beta_at(p.step - 1)}
+    groups = sorted((int(key[3:]), value) for key, value in val.items() if key.startswith("kl_") and key[3:].isdigit())
+    per_group = {"val_kl_groups": [value for _, value in groups]} if groups else {}  # a hierarchy's, top first
     return {
         "epoch": epoch,
         "step": p.step,
@@ -219,17 +220,21 @@ def _epoch_record(
         "val_elbo": val["elbo"],
         "val_recon": val["recon"],
         "val_kl": val["kl"],
+        **per_group,
         "seconds": seconds,
         "images_per_s": images / seconds if seconds > 0 else float("nan"),
     }
 
 
 def format_epoch(r: dict) -> str:
-    """`epoch N  train -ELBO …  [β …  ]val ELBO …  (recon …, KL …)  T s  R img/s` (β where it is not 1)."""
+    """`epoch N  train -ELBO …  [β …  ]val ELBO …  (recon …, KL …[ in G groups, the least …])  T s  R img/s`
+    (β where it is not 1; the groups of a hierarchy)."""
     skipped = f"  {r['skipped_steps']} skipped" if r.get("skipped_steps") else ""
     beta = f"β {r['train_beta']:.2f}  " if r.get("train_beta", 1) != 1 else ""
+    groups = r.get("val_kl_groups")
+    groups = f" in {len(groups)} groups, the least {min(groups):.2f}" if groups else ""
     return (
         f"epoch {r['epoch']}  train -ELBO {-r['train_elbo']:.2f}  {beta}{r['val_split']} ELBO {r['val_elbo']:.2f}  "
-        f"(recon {r['val_recon']:.2f}, KL {r['val_kl']:.2f})  {r['seconds']:.1f} s  "
+        f"(recon {r['val_recon']:.2f}, KL {r['val_kl']:.2f}{groups})  {r['seconds']:.1f} s  "
         f"{r['images_per_s']:.0f} img/s{skipped}"
     )

@@ -184,7 +184,10 @@ METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
     "val_split": _text,
     **{key: _number for key in _NUMBERS},
 }
-OPTIONAL_METRICS: dict[str, Callable[[Any], Any]] = {"train_beta": _number}  # checked where present
+OPTIONAL_METRICS: dict[str, Callable[[Any], Any]] = {  # checked where present
+    "train_beta": _number,
+    "val_kl_groups": _list_of(_number),  # a hierarchy's KL per latent group, top first
+}
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -261,6 +264,9 @@ EVAL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "bits_per_dim_from": _optional(_text),
     "bits_per_dim_note": _optional(_text),
     "kl_per_dim": _list_of(_number),
+    "kl_per_group": _list_of(_number),  # a hierarchy's, top first
+    "group_dims": _list_of(_count(1)),
+    "active_units_per_group": _list_of(_count(0)),
     "frechet_distance": _optional(_number),
     "frechet_n": _optional(_count(1)),
     "frechet_classifier": _optional(_text),

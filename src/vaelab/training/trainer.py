@@ -209,12 +209,13 @@ def _validation(splits: Splits, cfg: RunConfig) -> Callable[[VAE], dict]:
     )
 
 
-def _save_samples(model: VAE, z: torch.Tensor, path: Path) -> None:
-    """The sample grid of z (N, D) decoded, in eval mode (the mode is restored)."""
+def _save_samples(model: VAE, n: int, seed: int, path: Path) -> None:
+    """A grid of n samples drawn with noise seeded `seed`, in eval mode (the mode is restored)."""
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        save_grid(model.decode(z), path, scale=2 if model.image_shape[-1] <= 32 else 1)
+        images = model.sample(n, generator=torch.Generator().manual_seed(seed))
+        save_grid(images, path, scale=2 if model.image_shape[-1] <= 32 else 1)
     model.train(was_training)
 
 

@@ -349,7 +349,7 @@ def plot_error_hist(ctx: PlotContext, path: Path) -> Path:
     n = len(ctx.test)
     for start in range(0, n, 500):
         x = ctx.floats(slice(start, start + 500))
-        recon = ctx.decode(ctx.posterior.mu[start : start + 500])
+        recon = ctx.reconstruct(x)
         errors.append((x - recon).pow(2).flatten(1).mean(1))
     err = torch.cat(errors).double().numpy()
     mean, median = float(err.mean()), float(np.median(err))

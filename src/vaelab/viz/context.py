@@ -10,6 +10,7 @@ drawn alongside it.
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +75,7 @@ class PlotContext:
 
     @functools.cached_property
     def posterior(self) -> DiagGaussian:
-        """q(z|x) of every test image used, on the CPU: mu and logvar (N, D)."""
+        """q(z|x) of every test image used (a hierarchy's top group), on the CPU: mu and logvar (N, D)."""
         mus, logvars = [], []
         with torch.inference_mode():
             for start in range(0, len(self.test), BATCH):
@@ -89,11 +90,30 @@ class PlotContext:
         return self.posterior.kl_per_dim().mean(0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoded means of latents (B, D) as images (B, C, H, W) in [0, 1], on the CPU."""
+        """Decoded means of (top) latents (B, D) as images (B, C, H, W) in [0, 1], on the CPU; a hierarchy's
+        lower groups at their priors' means (`VAE.decode`)."""
         out = []
         with torch.inference_mode():
             for start in range(0, len(z), BATCH):
                 out.append(self.model.decode(z[start : start + BATCH].to(self.model.device)).float().cpu())
+        return torch.cat(out)
+
+    def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images x (B, C, H, W) in [0, 1] through the model: the likelihood's mean at every group's posterior
+        mean, or, given a generator, at z ~ q(z|x) drawn with its noise (for a single latent the same as
+        decoding mu + sigma * eps); on the CPU."""
+        model, out = self.model, []
+        with torch.inference_mode():
+            for start in range(0, len(x), BATCH):
+                part = x[start : start + BATCH].to(model.device)
+                eps = None
+                if generator is not None:
+                    eps = [
+                        torch.randn(len(part), math.prod(shape), generator=generator).to(model.device)
+                        for shape in model.group_shapes
+                    ]
+                trace = model.trace(part, mean=eps is None, eps=eps)
+                out.append(model.likelihood.mean(trace.out).float().cpu())
         return torch.cat(out)
 
     def class_name(self, index: int) -> str | None:

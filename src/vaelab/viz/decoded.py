@@ -22,11 +22,8 @@ def plot_reconstructions(ctx: PlotContext, path: Path) -> Path:
     """Test originals over their reconstructions via z = μ and via a sampled z ~ q(z|x) (seed 004)."""
     n = min(RECON_COLS * RECON_GROUPS, len(ctx.test))
     ncol = min(RECON_COLS, n)
-    q = ctx.posterior
     x = ctx.floats(slice(0, n))
-    mu = q.mu[:n]
-    eps = torch.randn(mu.shape, generator=ctx.generator("reconstructions"))
-    via_mu, via_sample = ctx.decode(mu), ctx.decode(mu + q.std[:n] * eps)
+    via_mu, via_sample = ctx.reconstruct(x), ctx.reconstruct(x, ctx.generator("reconstructions"))
     blocks = []
     for start in range(0, n, ncol):
         part = slice(start, min(start + ncol, n))
@@ -36,7 +33,7 @@ def plot_reconstructions(ctx: PlotContext, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def prior_samples(model: VAE, n: int, *, seed: int, temperature: float = 1.0) -> torch.Tensor:
+def prior_samples(model: VAE, n: int, *, seed: int, temperature: float | tuple[float, ...] = 1.0) -> torch.Tensor:
     """n images decoded from z ~ N(0, temperature² I), the noise drawn from `seed` alone, as the likelihood's
     mean: (n, C, H, W) floats in [0, 1] on the CPU. `vaelab sample --seed S` and plots/samples.png "(seed S)"
     both draw through here, so they show the same images."""

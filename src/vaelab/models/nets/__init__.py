@@ -1,3 +1,4 @@
-"""The networks of the five seed systems; importing this package registers them."""
+"""The networks of the five seed systems and the residual ones (`resnet`, `hvae`); importing this package
+registers them."""
 
-from . import cifar128, conv16, cvae2, keras_conv2, mlp2  # noqa: F401
+from . import cifar128, conv16, cvae2, hvae, keras_conv2, mlp2, resnet  # noqa: F401
