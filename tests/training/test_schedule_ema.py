@@ -18,6 +18,7 @@ from test_distributed import _run as ddp_run
 import vaelab
 from vaelab.config import RunConfig, TrainConfig
 from vaelab.errors import TrainingStopped, VaelabError
+from vaelab.models import noise
 from vaelab.models.vae import build_model
 from vaelab.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from vaelab.training.ema import EMA
@@ -141,6 +142,23 @@ def test_the_ema_is_the_moving_average_of_the_weights(direct):
     for e, (name, shadow) in zip(expected, ema.state_dict().items()):
         torch.testing.assert_close(shadow.double(), e, rtol=1e-6, atol=1e-7, msg=name)
         assert not torch.equal(shadow, dict(model.named_parameters())[name])
+
+
+def test_the_ema_decay_warms_up_with_the_step_in_training():
+    cfg, model, x = _tiny_model_and_batch()
+    opt = build_optimizer(model.parameters(), TrainConfig(optimizer="adamax", lr=0.01))
+    ema = EMA(model, 0.999)
+    assert [ema.decay_at(t) for t in (0, 10, 100_000)] == [pytest.approx(0.1), pytest.approx(11 / 20), 0.999]
+    assert ema.decay_at(None) == 0.999
+    expected = [p.detach().clone().double() for p in model.parameters()]
+    generator = torch.Generator()
+    for step in range(3):
+        with noise.step_noise(generator, 0, step, slice(0, len(x)), len(x)):
+            train_step(model, opt, x, precision="fp32", ema=ema)
+        d = (1 + step) / (10 + step)
+        expected = [d * e + (1 - d) * p.detach().double() for e, p in zip(expected, model.parameters())]
+    for e, shadow in zip(expected, ema.state_dict().values()):
+        torch.testing.assert_close(shadow.double(), e, rtol=1e-6, atol=1e-7)
 
 
 def test_applied_swaps_the_averaged_weights_in_and_the_weights_back_exactly():

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..models import noise
 from ..models.vae import VAE
 from ..runtime import autocast, compute_dtype
 from .direct import direct_step
@@ -80,7 +81,7 @@ def train_step(
             torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm, foreach=True)
         update(optimizer)
         if ema is not None:
-            ema.update()
+            ema.update(noise.current_step())  # the step of the loop's step context; None outside
     return terms, applied
 
 

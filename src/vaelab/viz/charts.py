@@ -271,7 +271,8 @@ def plot_latent(ctx: PlotContext, path: Path) -> Path:
         ax.scatter(points[:, 0], points[:, 1], s=size, c="0.35", alpha=alpha, linewidths=0, rasterized=True)
     else:
         _scatter_by_label(fig, ax, points, labels[keep].numpy(), ctx.test.class_names, trained)
-    title = f"Test set in latent space: μ of {len(points)} images ({how})"
+    top = ", the top group's" if len(ctx.model.group_shapes) > 1 else ""
+    title = f"Test set in latent space: μ of {len(points)} images ({how}{top})"
     if trained is not None:
         title += f"\nthe run trained on class{'es' if len(trained) > 1 else ''} {class_list(ctx, trained)} only"
     ax.set_title(title)

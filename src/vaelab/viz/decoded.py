@@ -45,7 +45,9 @@ def prior_samples(model: VAE, n: int, *, seed: int, temperature: float | tuple[f
 def plot_samples(ctx: PlotContext, path: Path) -> Path:
     """64 new images decoded from z ~ N(0, I): the same as `vaelab sample --seed S` for the same seed."""
     images = prior_samples(ctx.model, SAMPLES, seed=ctx.seed)
-    fig = image_figure([Block(images, 8)], title=f"{SAMPLES} samples, z ~ N(0, I) (seed {ctx.seed})")
+    groups = len(ctx.model.group_shapes)
+    drawn = "z ~ N(0, I)" if groups == 1 else f"z_1 ~ N(0, I), the {groups - 1} groups below from their priors"
+    fig = image_figure([Block(images, 8)], title=f"{SAMPLES} samples, {drawn} (seed {ctx.seed})")
     return save_figure(fig, path)
 
 
