@@ -176,8 +176,11 @@ def evaluate(
     (mixture) on 8-bit data), recon_mse (z = mu, [0, 1] pixels), latent_dim,
     active_units, kl_per_dim, frechet_distance (+ _n, _classifier,
     _classifier_accuracy, _note), dataset, preset, classes, device and weights
-    ("ema" or "raw": which weights were measured, see `load`). A run trained
-    on some classes (data.classes) is measured on those classes of the split.
+    ("ema" or "raw": which weights were measured, see `load`); for a
+    hierarchy kl_per_group, group_dims and active_units_per_group. Every mean
+    over the images has its standard error beside it, `<key>_se` (elbo_se,
+    nll_iwae_se, bits_per_dim_se, ...; None for fewer than two images). A run
+    trained on some classes (data.classes) is measured on those classes of the split.
 
     The Fréchet distance compares min(n, frechet_n) samples with as many
     split images in the features of a small CNN that vaelab trains on the

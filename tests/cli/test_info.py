@@ -15,6 +15,9 @@ def test_presets_lists_seed_and_parameter_counts(capsys):
     ]:
         line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
         assert params in line and "seed 00" in line
+    for name in ("mnist-resnet", "mnist-hvae"):  # vaelab's own: counted from the built model
+        line = next(ln for ln in out.splitlines() if ln.startswith(name + " "))
+        assert "vaelab's own" in line and " params " in line and "seed" not in line.split("params")[1][:40]
 
 
 def test_presets_lists_epochs_and_batch_size(capsys):

@@ -42,6 +42,7 @@ KEYS = {
     "classes",
     "device",
     "weights",
+    *(f"{key}_se" for key in ("elbo", "recon", "kl", "nll_iwae", "iwae_gap", "bits_per_dim", "recon_mse")),
 }
 
 
@@ -124,8 +125,11 @@ def test_text_output_is_a_few_aligned_lines(capsys, tmp_path, mnist_run, data_ro
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("mnist test: 20 images") and len(lines) == 7
     assert "skipped (--iwae-k 0)" in lines[2] and "not defined" in lines[3]
-    end = lines[1].index("nats") + len("nats")  # values are right-aligned in one column, notes after it
-    assert all(line[end : end + 3] == "   " and line[end - 1] != " " for line in lines[1:])
+    # means right-aligned in one column, then '± se unit' in the next, notes after it
+    pm, note = lines[1].index("±"), lines[1].index("recon ")
+    assert lines[1][pm - 1 : pm + 2] == " ± " and lines[4][pm - 1 : pm + 2] == " ± "  # ELBO, recon MSE
+    assert all(line[pm - 2] != " " and line[pm - 1] == " " for line in lines[1:])  # every mean ends there
+    assert all(line[note - 3 : note] == "   " and line[note] != " " for line in lines[1:])
     assert json.loads((run / "eval.json").read_text())["nll_iwae"] is None
 
 

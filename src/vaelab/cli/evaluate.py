@@ -80,38 +80,71 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_text(r: dict[str, Any]) -> str:
-    """A few aligned lines, each with what the number is."""
+    """A few aligned lines, each with what the number is: a mean over the images as `mean ± se` (its standard
+    error; absent from an older evaluation or for one image), the means and the ± in aligned columns."""
     classes = f", classes {','.join(map(str, r['classes']))}" if r.get("classes") else ""
-    rows = [("ELBO", f"{r['elbo']:.2f} nats", f"recon {r['recon']:.2f} + KL {r['kl']:.2f}; one z per image")]
+    recon, kl = _pm_of(r, "recon", ".2f"), _pm_of(r, "kl", ".2f")
+    rows = [
+        ("ELBO", f"{r['elbo']:.2f}", _spread(r, "elbo", ".2f", "nats"), f"recon {recon} + KL {kl}; one z per image")
+    ]
     if r["nll_iwae"] is not None:
-        rows.append((f"NLL (IWAE, k={r['k']})", f"{r['nll_iwae']:.2f} nats", f"{r['iwae_gap']:.2f} tighter than -ELBO"))
+        nll = _spread(r, "nll_iwae", ".2f", "nats")
+        rows.append(
+            (
+                f"NLL (IWAE, k={r['k']})",
+                f"{r['nll_iwae']:.2f}",
+                nll,
+                f"{_pm_of(r, 'iwae_gap', '.2f')} tighter than -ELBO",
+            )
+        )
     else:
-        rows.append(("NLL (IWAE)", "-", "skipped (--iwae-k 0)"))
+        rows.append(("NLL (IWAE)", "-", "", "skipped (--iwae-k 0)"))
     if r["bits_per_dim"] is not None:
         source = "the IWAE NLL" if r["bits_per_dim_from"] == "iwae" else "-ELBO"
-        rows.append(("bits/dim", f"{r['bits_per_dim']:.4f}", f"from {source}"))
+        rows.append(("bits/dim", f"{r['bits_per_dim']:.4f}", _spread(r, "bits_per_dim", ".4f"), f"from {source}"))
     else:
-        rows.append(("bits/dim", "-", f"not defined: {r['bits_per_dim_note']}"))
-    rows.append(("recon MSE", f"{r['recon_mse']:.5f}", "per image, z = mu, pixels in [0, 1]"))
+        rows.append(("bits/dim", "-", "", f"not defined: {r['bits_per_dim_note']}"))
+    mse = _spread(r, "recon_mse", ".5f")
+    rows.append(("recon MSE", f"{r['recon_mse']:.5f}", mse, "per image, z = mu, pixels in [0, 1]"))
     kl = " ".join(f"{v:.2f}" for v in r["kl_per_dim"][:16]) + (" ..." if r["latent_dim"] > 16 else "")
-    rows.append(("active units", f"{r['active_units']} of {r['latent_dim']}", f"KL per dim: {kl}"))
+    rows.append(("active units", f"{r['active_units']} of {r['latent_dim']}", "", f"KL per dim: {kl}"))
     if r.get("kl_per_group"):
-        groups = " ".join(f"{v:.2f}" for v in r["kl_per_group"])
+        ses = r.get("kl_per_group_se") or [None] * len(r["kl_per_group"])
+        groups = ", ".join(_pm(v, se, ".2f") for v, se in zip(r["kl_per_group"], ses))
         active = " ".join(f"{a}/{d}" for a, d in zip(r["active_units_per_group"], r["group_dims"]))
-        rows.append(("KL per group", f"{min(r['kl_per_group']):.2f} least", f"nats, top first: {groups}"))
-        rows.append(("active per group", active, "active units / dims of each group, top first"))
+        rows.append(("KL per group", f"{min(r['kl_per_group']):.2f}", "least", f"nats, top first: {groups}"))
+        rows.append(("active per group", active, "", "active units / dims of each group, top first"))
     if r["frechet_distance"] is not None:
         rows.append(
             (
                 "Fréchet distance",
                 f"{r['frechet_distance']:.3f}",
+                "",
                 f"{r['frechet_n']} samples vs {r['frechet_n']} {r['split']} images, features of "
                 f"{r['frechet_classifier']} ({100 * r['frechet_classifier_accuracy']:.1f}% test accuracy)",
             )
         )
     else:
-        rows.append(("Fréchet distance", "-", r["frechet_note"]))
-    width = max(len(name) for name, _, _ in rows)
+        rows.append(("Fréchet distance", "-", "", r["frechet_note"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{r['dataset']} {r['split']}{classes}: {r['n']} images, seed {r['seed']}"]
-    lines += [f"  {name:<{width}}  {value:>14}   {note}" for name, value, note in rows]
+    lines += [
+        f"  {name:<{widths[0]}}  {value:>{widths[1]}} {rest:<{widths[2]}}   {note}" for name, value, rest, note in rows
+    ]
     return "\n".join(lines)
+
+
+def _spread(r: dict[str, Any], key: str, spec: str, unit: str = "") -> str:
+    """What follows a mean in the table: '± 0.41 nats' (the standard error, as precise as the mean), or just the
+    unit where there is none."""
+    se = r.get(f"{key}_se")
+    return " ".join(part for part in ("" if se is None else f"± {se:{spec}}", unit) if part)
+
+
+def _pm_of(r: dict[str, Any], key: str, spec: str) -> str:
+    """A mean and its standard error in one: '150.75 ± 0.38', or the mean alone where there is none."""
+    return _pm(r[key], r.get(f"{key}_se"), spec)
+
+
+def _pm(value: float, se: float | None, spec: str) -> str:
+    return f"{value:{spec}}" if se is None else f"{value:{spec}} ± {se:{spec}}"

@@ -33,7 +33,8 @@ def presets(args: argparse.Namespace) -> int:
         shape = DATASETS[cfg.data.name].image_shape
         params = count_parameters(build_model(cfg.model, cfg.objective, shape))
         schedule = f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}"
-        print(f"{name:<12} {params:>10,} params  {schedule:<22} seed {preset.seed:<32} {preset.description}")
+        source = f"seed {preset.seed}" if preset.seed else "vaelab's own"
+        print(f"{name:<12} {params:>10,} params  {schedule:<22} {source:<37} {preset.description}")
         if args.verbose:
             print(f"{'':<12} {preset.notes}")
     return 0

@@ -4,11 +4,13 @@ Each number comes from one place: the ELBO from `models.objectives.ELBO`
 (analytic KL), the importance-weighted NLL from `evaluation.iwae`, the
 posterior statistics from `scores.posterior_stats`, the Fréchet distance from
 `frechet` in the feature space of `classifier`. Every random draw is seeded.
+Every mean over the images comes with its standard error, `<key>_se` (`mean_and_se`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,6 +24,16 @@ from .scores import elbo_terms_per_image, iwae_per_image, posterior_stats
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Var_x(E_q[z_d]) above this counts as active
 MIN_FRECHET_N = 256  # two per feature dim at least, or the covariance estimate is meaningless
+
+
+def mean_and_se(values: torch.Tensor | Sequence[float]) -> tuple[float, float | None]:
+    """The mean of per-image values and its standard error, sample std (correction=1) / sqrt(n), both in
+    float64; the standard error is None for fewer than two values. It measures the spread over the images,
+    not the Monte Carlo error of each image's estimate."""
+    x = torch.as_tensor(values, dtype=torch.float64).flatten()
+    n = x.numel()
+    se = float(x.std(correction=1)) / math.sqrt(n) if n >= 2 else None
+    return float(x.mean()), se
 
 
 def bits_per_dim_note(binarize: str, likelihood: str) -> str | None:
@@ -104,26 +116,37 @@ def evaluate_model(
     common = dict(batch_size=batch_size, seed=seed, dynamic_binarize=dynamic, progress=progress)
 
     terms = elbo_terms_per_image(model, images, **common)
-    elbo, recon, kl = (float(terms[name].double().mean()) for name in ("elbo", "recon", "kl"))
-    out: dict[str, Any] = {"n": n, "seed": seed, "elbo": elbo, "recon": recon, "kl": kl, "k": k}
+    out: dict[str, Any] = {"n": n, "seed": seed}
+    for name in ("elbo", "recon", "kl"):
+        out[name], out[f"{name}_se"] = mean_and_se(terms[name])
+    out["k"] = k
     groups = len(model.group_shapes)
     if groups > 1:  # a hierarchy: the KL of each group, top first (posterior collapse shows here)
-        out["kl_per_group"] = [float(terms[f"kl_{i}"].double().mean()) for i in range(1, groups + 1)]
+        per_group = [mean_and_se(terms[f"kl_{i}"]) for i in range(1, groups + 1)]
+        out["kl_per_group"] = [mean for mean, _ in per_group]
+        out["kl_per_group_se"] = [se for _, se in per_group]
 
-    nll_iwae = None
+    nll_iwae = nll_iwae_se = gap_se = None
     if k > 0:
-        nll_iwae = -float(iwae_per_image(model, images, k, chunk=chunk, **common).double().mean())
-    out["nll_iwae"] = nll_iwae
-    out["iwae_gap"] = None if nll_iwae is None else -elbo - nll_iwae  # >= 0: how much tighter IWAE is
+        log_px = iwae_per_image(model, images, k, chunk=chunk, **common).double()  # (N,) IWAE bounds on log p(x)
+        nll_iwae, nll_iwae_se = mean_and_se(-log_px)
+        _, gap_se = mean_and_se(log_px - terms["elbo"].double())  # each image's -ELBO - NLL
+    out["nll_iwae"], out["nll_iwae_se"] = nll_iwae, nll_iwae_se
+    out["iwae_gap"] = None if nll_iwae is None else -out["elbo"] - nll_iwae  # >= 0: how much tighter IWAE is
+    out["iwae_gap_se"] = gap_se
 
     note = bits_per_dim_note(binarize, likelihood)
-    nll, source = (nll_iwae, "iwae") if nll_iwae is not None else (-elbo, "elbo")
-    out["bits_per_dim"] = None if note else nll / (c * h * w * math.log(2))
+    nll, nll_se, source = (
+        (nll_iwae, nll_iwae_se, "iwae") if nll_iwae is not None else (-out["elbo"], out["elbo_se"], "elbo")
+    )
+    per_bit = c * h * w * math.log(2)  # nats per image -> bits per dim
+    out["bits_per_dim"] = None if note else nll / per_bit
+    out["bits_per_dim_se"] = None if note or nll_se is None else nll_se / per_bit
     out["bits_per_dim_from"] = None if note else source
     out["bits_per_dim_note"] = note
 
     stats = posterior_stats(model, images, **common)
-    out["recon_mse"] = float(stats.recon_mse.double().mean())
+    out["recon_mse"], out["recon_mse_se"] = mean_and_se(stats.recon_mse)
     out["latent_dim"] = stats.mu.shape[1]  # all groups' dims
     out["active_units"] = stats.active_units(ACTIVE_UNIT_THRESHOLD)
     if groups > 1:

@@ -80,7 +80,8 @@ def _settings(path: Path, e: dict) -> str:
 
 def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
     """(measure, value, unit, what it means) for each number of an evaluation, readable and in order; keys the
-    table does not know (an older or newer vaelab's) come last, as they are. Values and texts are escaped."""
+    table does not know (an older or newer vaelab's) come last, as they are. Values and texts are escaped. A mean
+    over the images shows '± its standard error' where the evaluation has one (`<key>_se`)."""
     esc = html.escape
     rows: list[tuple[str, str, str, str]] = []
     nats = "nats per image"
@@ -90,7 +91,7 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
 
     add(
         "ELBO",
-        number(e["elbo"]),
+        with_se(e, "elbo"),
         nats,
         "Evidence lower bound: log p(x) ≥ ELBO = −(reconstruction + KL), with "
         "one z per image and the analytic KL. Higher is better.",
@@ -98,21 +99,21 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
     if e.get("recon") is not None:
         add(
             "reconstruction term",
-            number(e["recon"]),
+            with_se(e, "recon"),
             nats,
             "−log p(x|z): how badly the decoder explains each image from its code. Lower is better.",
         )
     if e.get("kl") is not None:
         add(
             "KL divergence",
-            number(e["kl"]),
+            with_se(e, "kl"),
             nats,
             "KL(q(z|x) ‖ p(z)): what the code says about the image, before any β.",
         )
     if e.get("nll_iwae") is not None:
         add(
             f"NLL bound (IWAE, K = {e.get('k')})",
-            number(e["nll_iwae"]),
+            with_se(e, "nll_iwae"),
             nats,
             "An upper bound on −log p(x) "
             "from K importance samples per image (Burda et al. 2016); it tightens as K grows. Lower is better.",
@@ -120,7 +121,7 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
         if e.get("iwae_gap") is not None:
             add(
                 "IWAE gap",
-                number(e["iwae_gap"]),
+                with_se(e, "iwae_gap"),
                 nats,
                 "−ELBO minus the NLL bound: how much tighter the bound is (≥ 0 up to noise; ≈ 0 for K = 1).",
             )
@@ -130,7 +131,7 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
         source = "the IWAE NLL bound" if e.get("bits_per_dim_from") == "iwae" else "−ELBO"
         add(
             "bits per dimension",
-            number(e["bits_per_dim"]),
+            with_se(e, "bits_per_dim"),
             "bits per pixel value",
             f"{source} as a code length: NLL / (C·H·W·ln 2). Lower is better.",
         )
@@ -139,7 +140,7 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
     if e.get("recon_mse") is not None:
         add(
             "reconstruction MSE",
-            number(e["recon_mse"]),
+            with_se(e, "recon_mse"),
             "per pixel, pixels in [0, 1]",
             "Mean squared error of the decoded mean at z = μ, averaged over pixels and images.",
         )
@@ -154,7 +155,7 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
     if e.get("kl_per_group"):
         add(
             "KL per latent group",
-            number(e["kl_per_group"]),
+            with_se(e, "kl_per_group"),
             nats,
             "Mean KL(q(z_l | x, z_<l) || p(z_l | z_<l)) of each group of the hierarchy, the top group first; "
             "a group near 0 has collapsed onto its prior.",
@@ -216,6 +217,24 @@ def _other_evaluations(chosen: tuple[Path, dict], evaluations: list[tuple[Path, 
         ]
         body.append("<tr>" + "".join(f"<td>{number(v)}</td>" for v in values) + "</tr>")
     return f"<h3>Other saved evaluations</h3><table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def with_se(e: dict, key: str) -> str:
+    """A mean over the images for the page, '± its standard error' after it where `<key>_se` is saved (a list
+    pairwise: '2.62 ± 0.05, 0.41 ± 0.01'); the mean alone where it is not (an older vaelab's evaluation, or a
+    single image)."""
+    value, se = e[key], e.get(f"{key}_se")
+    if isinstance(value, list):
+        ses = se if isinstance(se, list) and len(se) == len(value) else [None] * len(value)
+        return ", ".join(_pm(v, s) for v, s in zip(value, ses))
+    return _pm(value, se)
+
+
+def _pm(value: Any, se: Any) -> str:
+    """'-156.21 ± 0.41': the error to two significant digits below 1 (0.41, 0.00031), else as `number` shows it."""
+    if se is None or value is None:
+        return number(value)
+    return f"{number(value)} ± {f'{se:.2g}' if math.isfinite(se) and abs(se) < 1 else number(se)}"
 
 
 def number(value: Any) -> str:

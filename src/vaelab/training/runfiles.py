@@ -261,10 +261,16 @@ EVAL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "nll_iwae": _optional(_number),
     "iwae_gap": _optional(_number),
     "bits_per_dim": _optional(_number),
+    # the standard error of each mean over the images (None for one image; absent before vaelab saved them)
+    **{
+        f"{key}_se": _optional(_number)
+        for key in ("elbo", "recon", "kl", "recon_mse", "nll_iwae", "iwae_gap", "bits_per_dim")
+    },
     "bits_per_dim_from": _optional(_text),
     "bits_per_dim_note": _optional(_text),
     "kl_per_dim": _list_of(_number),
     "kl_per_group": _list_of(_number),  # a hierarchy's, top first
+    "kl_per_group_se": _optional(_list_of(_optional(_number))),
     "group_dims": _list_of(_count(1)),
     "active_units_per_group": _list_of(_count(0)),
     "frechet_distance": _optional(_number),
