@@ -113,7 +113,7 @@ def format_text(r: dict[str, Any]) -> str:
         groups = ", ".join(_pm(v, se, ".2f") for v, se in zip(r["kl_per_group"], ses))
         active = " ".join(f"{a}/{d}" for a, d in zip(r["active_units_per_group"], r["group_dims"]))
         rows.append(("KL per group", f"{min(r['kl_per_group']):.2f}", "least", f"nats, top first: {groups}"))
-        rows.append(("active per group", active, "", "active units / dims of each group, top first"))
+        rows.append(("active per group", "", "", f"active units / dims of each group, top first: {active}"))
     if r["frechet_distance"] is not None:
         rows.append(
             (
