@@ -49,6 +49,7 @@ def log_weights(
     top_down = model.top_down
     dims = [math.prod(shape) for shape in model.group_shapes]
     single = not is_top_down(model.decoder)
+    kwargs = {"decode": lambda z: direct.forward(model.decoder, z)} if single else {}  # its faster inference pass
     b = x.shape[0]
     per_pass = max(1, chunk // b)  # samples per decoder pass
     width = min(b, chunk)  # images per decoder pass (all of them unless chunk < B)
@@ -60,7 +61,6 @@ def log_weights(
         eps = [torch.stack([draw[g] for draw in draws]) for g in range(len(dims))]  # (n, B, D_l) per group
         for i in range(0, b, width):
             rows = slice(i, i + width)
-            kwargs = {"decode": lambda z: direct.forward(model.decoder, z)} if single else {}
             trace = top_down.posterior_pass(_rows(h, rows), eps=[e[:, rows] for e in eps], **kwargs)
             log_px_z = model.likelihood.log_prob(trace.out, x[rows])  # (n, w), x broadcasts over samples
             log_ratio = [g.log_ratio() for g in trace.groups]  # (n, w) each

@@ -121,9 +121,6 @@ class TopDown(nn.Module):
     def _activation(self, acts: Sequence[torch.Tensor], group: GroupBlock) -> torch.Tensor:
         return acts[self.encoder_order.index(group.shape[-1])]
 
-    def _output(self, state: torch.Tensor) -> torch.Tensor:
-        return self.out(state)
-
     def top_posterior(self, acts: Sequence[torch.Tensor]) -> DiagGaussian:
         """q(z_1 | x): the top group's posterior, which depends on x alone."""
         top = self.groups[0]
@@ -167,7 +164,7 @@ class TopDown(nn.Module):
                 z = q.mu + q.std * e.reshape(q.mu.shape)
             state = block.merge(state, feature, z)
             groups.append(Group(q, p, z, block.shape))
-        trace = Trace(tuple(groups), self._output(state))
+        trace = Trace(tuple(groups), self.out(state))
         return trace if k is None else _per_sample(trace, k, b)
 
     def prior_pass(
@@ -192,7 +189,7 @@ class TopDown(nn.Module):
                 z = mu + (t * p.dist.std) * eps if t else mu
             state = block.merge(state, feature, z)
             groups.append(Group(None, p, z, block.shape))
-        return Trace(tuple(groups), self._output(state))
+        return Trace(tuple(groups), self.out(state))
 
 
 def _per_sample(trace: Trace, k: int, b: int) -> Trace:
