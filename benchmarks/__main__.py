@@ -1,6 +1,6 @@
 """`python -m benchmarks [NAME [ARGS...]]`: every benchmark in turn, or one of them with its own arguments.
 
-    python -m benchmarks                        # train, evaluate, data, scaling, threads, blocks
+    python -m benchmarks                        # train, evaluate, data, scaling, threads, blocks, explore
                                                 # (+ time_to_quality with real MNIST)
     python -m benchmarks train --cases cvae2:32 --reference PYTHON_WITH_TF
     python -m benchmarks time_to_quality --reference PYTHON_WITH_TF
@@ -15,7 +15,7 @@ import importlib
 import os
 import sys
 
-NAMES = ["train", "evaluate", "data", "scaling", "threads", "blocks", "time_to_quality"]
+NAMES = ["train", "evaluate", "data", "scaling", "threads", "blocks", "explore", "time_to_quality"]
 
 
 def main(argv: list[str]) -> int:

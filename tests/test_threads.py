@@ -124,6 +124,42 @@ def test_a_run_that_slows_down_lowers_threads_it_chose_itself(auto, monkeypatch)
         torch.set_num_threads(before)
 
 
+def test_threads_come_back_when_the_other_work_is_gone(auto, monkeypatch):
+    """A run lowered to 1 thread by a slowdown gets its 2 threads back at the next epoch's start once the other
+    processes are gone, says so, and may be lowered again later."""
+    import functools
+
+    import torch
+
+    from vaelab.training.checkpoint import Progress
+    from vaelab.training.distributed import Dist
+    from vaelab.training.steplog import StepLog
+
+    before = torch.get_num_threads()
+    load = {"others": 1.0}
+    monkeypatch.setattr(runtime, "other_cpu_load", functools.cache(lambda *a: load["others"]))
+    said = []
+    log = StepLog(None, said.append, Dist())
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(runtime, "_adaptive", True)
+        assert runtime.fewer_threads_if_busy() is not None and torch.get_num_threads() == 1
+        log.hinted = True  # as after the slowdown hint
+        log.start_epoch(torch.zeros(4, dtype=torch.float64), Progress())
+        assert torch.get_num_threads() == 1 and said == []  # the other work is still there
+        load["others"] = 0.0
+        log.start_epoch(torch.zeros(4, dtype=torch.float64), Progress())
+        assert torch.get_num_threads() == 2 and not log.hinted
+        assert said == ["vaelab: the CPU is free again; now training with 2 threads (one per core: the CPU is idle)."]
+        log.start_epoch(torch.zeros(4, dtype=torch.float64), Progress())
+        assert len(said) == 1  # at the full count nothing is looked at or said
+        monkeypatch.setattr(runtime, "_adaptive", False)  # the user's count is never raised either
+        torch.set_num_threads(1)
+        assert runtime.more_threads_if_idle() is None and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_prepare_device_says_whether_it_chose(auto, monkeypatch):
     import torch
 

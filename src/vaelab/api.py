@@ -30,12 +30,23 @@ from .data.catalog import channels
 from .errors import VaelabError
 from .evaluation import anomaly as _anomaly
 from .evaluation.classifier import load_or_train
+from .evaluation.disentanglement.measure import (
+    DEFAULT_N as DISENTANGLEMENT_N,
+)
+from .evaluation.disentanglement.measure import (
+    SHAPES_VARIANTS,
+    FactorSource,
+    check_sizes,
+    held_source,
+    measure_disentanglement,
+    shapes_grid_source,
+)
 from .evaluation.iwae import default_chunk
 from .evaluation.summary import MIN_FRECHET_N, evaluate_model
 from .files import check_can_write, write_text
 from .models.registry import plugin_modules, require_parts
 from .models.vae import VAE
-from .presets import COLOUR_PRESET, DEFAULT_PRESET, PRESETS
+from .presets import DEFAULT_PRESET, FOLDER_PLACEHOLDER, FOLDER_PRESET, PRESETS
 from .progress import QUIET, Reporter
 from .training.batches import binarize_static
 from .training.checkpoint import load_checkpoint
@@ -74,13 +85,18 @@ def resolve_config(preset: str | None = None, *, config: str | Path | None = Non
     preset's name when its networks are not the preset's.
     """
     file_values = read_toml(config) if config is not None else {}
-    name = preset or file_values.get("preset") or DEFAULT_PRESET  # an explicit preset wins over the file's
+    given = {k: v for k, v in overrides.items() if v is not None}
+    file_data = file_values.get("data")
+    dataset = given.get("dataset") or (file_data.get("name") if isinstance(file_data, dict) else None)
+    default = FOLDER_PRESET if isinstance(dataset, str) and dataset.startswith("folder:") else DEFAULT_PRESET
+    name = preset or file_values.get("preset") or default  # an explicit preset wins over the file's
     # a run's own config.toml, named custom-...: it holds every key, so it applies on the defaults
     own = preset is None and isinstance(name, str) and bool(re.fullmatch(r"custom(-.*)?", name)) and name not in PRESETS
     base = RunConfig() if own else PRESETS[name].config
     cfg = apply_overrides(base, {k: v for k, v in file_values.items() if k != "preset"})
-    given = {k: v for k, v in overrides.items() if v is not None}
     cfg = apply_overrides(cfg, nest_overrides(given))
+    if cfg.data.name == FOLDER_PLACEHOLDER:
+        raise VaelabError(f"the {name} preset trains on your own images: name their folder with --dataset folder:PATH")
     asked = "binarize" in given or "binarize" in (file_values.get("data") or {})
     _refuse_binarised_colour(cfg, asked)
     require_parts(cfg)
@@ -95,7 +111,8 @@ def _refuse_binarised_colour(cfg: RunConfig, asked: bool) -> None:
     raise VaelabError(
         f"the {cfg.preset} preset binarises its images (data.binarize = {cfg.data.binarize}), which "
         f"turns the colour images of {cfg.data.name} into black and white; for colour, train "
-        f"--preset {COLOUR_PRESET} (see 'Train on your own images' in the README), or pass "
+        f"--preset {'cifar-hvae' if cfg.data.name == 'cifar10' else FOLDER_PRESET} (see 'Train on your own "
+        f"images' in the README), or pass "
         f"--binarize {cfg.data.binarize} to binarise anyway"
     )
 
@@ -165,6 +182,9 @@ def evaluate(
     log: Callable[[str], None] | None = None,
     progress: bool = True,
     weights: str = "ema",
+    disentanglement: bool = False,
+    disentanglement_n: int = DISENTANGLEMENT_N,
+    dci_predictor: str = "random-forest",
 ) -> dict[str, Any]:
     """Measure a run on a split; returns one flat dict and (with `write`) saves it (`save_evaluation`).
 
@@ -190,6 +210,11 @@ def evaluate(
     decoded at once (default 256 on CPU, 4096 on CUDA); it changes memory and
     speed, not the numbers. Deterministic for a given seed and device.
     `progress` shows each pass's progress on standard error (see `vaelab.progress`).
+
+    `disentanglement` adds MIG, the FactorVAE score and DCI of the posterior means (a hierarchy's top group),
+    for a dataset with factors: `disentanglement_n` codes and votes to train on, half as many to test,
+    `dci_predictor` "random-forest", "gbt" or "logistic"; keys `mig`, `factorvae_score`, `dci_*`,
+    `disentanglement_settings`, ... (docs/evaluation.md, "Disentanglement"). Needs scikit-learn.
     """
     if split not in ("train", "test"):
         raise VaelabError(f"split must be 'train' or 'test', not {split!r}")
@@ -198,6 +223,7 @@ def evaluate(
         ("iwae_k", iwae_k, 0),
         ("chunk", chunk, 1),
         ("frechet_n", frechet_n, 1),
+        ("disentanglement_n", disentanglement_n, 4),
     ):
         if value is not None:
             checks.whole(name, value, low=least)
@@ -210,6 +236,9 @@ def evaluate(
     if cfg.data.classes is not None:
         data = select_classes(data, cfg.data.classes, cfg.data.name)
     images = data.images[:limit] if limit is not None else data.images
+    source = _disentanglement_source(cfg, data, split, limit, data_dir) if disentanglement else None
+    if source is not None:
+        check_sizes(source, disentanglement_n, disentanglement_n // 2, model.latent_dim)
     if iwae_k > 0:
         checks.iwae_memory(
             iwae_k,
@@ -247,6 +276,17 @@ def evaluate(
         frechet_note=note,
         progress=Reporter("evaluating", enabled=progress),
     )
+    if source is not None:
+        result |= measure_disentanglement(
+            model,
+            source,
+            n=disentanglement_n,
+            predictor=dci_predictor,
+            seed=seed,
+            batch_size=batch_size or cfg.train.eval_batch_size,
+            dynamic_binarize=cfg.data.binarize == "dynamic",
+            progress=Reporter("evaluating", enabled=progress),
+        )
     result = {
         "split": split,
         **result,
@@ -272,8 +312,25 @@ def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:
         "torch_version": torch.__version__,
         "vaelab_version": __version__,
     }
-    write_text(run_dir / EVALS_DIR / eval_name(result), json.dumps(saved, indent=1) + "\n")
+    name = eval_name(result)
+    if result.get("disentanglement_n"):  # one with the disentanglement metrics never replaces one without
+        name = name.removesuffix(".json") + f"-dis{result['disentanglement_n']}.json"
+    write_text(run_dir / EVALS_DIR / name, json.dumps(saved, indent=1) + "\n")
     return write_text(run_dir / "eval.json", json.dumps(result, indent=1) + "\n")
+
+
+def _disentanglement_source(cfg: RunConfig, data, split: str, limit: int | None, data_dir) -> FactorSource:
+    """Where `--disentanglement` takes its images: new ones from the shapes grid for a run on all of shapes,
+    else the split's own images with factors (a run on some shapes classes: those; refused without factors)."""
+    if cfg.data.name in SHAPES_VARIANTS and cfg.data.classes is None:
+        static = binarize_static if cfg.data.binarize == "static" else None
+        return shapes_grid_source(cfg.data.name, cfg.data.image_size, cfg.data.grayscale, static)
+    if data.factors is None:
+        raise VaelabError(f"--disentanglement needs a dataset with generative factors (such as shapes): "
+                          f"{cfg.data.name} has none")  # fmt: skip
+    if limit is not None:
+        data = data.subset(torch.arange(min(limit, len(data))))
+    return held_source(data, split)
 
 
 def _frechet_classifier(

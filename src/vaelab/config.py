@@ -62,9 +62,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """The ELBO and how it is estimated. The loss minimised is recon + beta * kl (see vaelab.models.objectives)."""
+    """The ELBO and how it is estimated. The loss minimised is recon + beta * kl (see vaelab.models.objectives),
+    or a disentangling objective's (btcvae, factorvae), whose weights default to 1."""
 
-    name: str = "elbo"  # elbo | iwae
+    name: str = "elbo"  # elbo | iwae | btcvae | factorvae
     kl: Literal["analytic", "mc"] = "analytic"
     beta: float = 1.0
     kl_warmup_steps: int = 0  # beta rises linearly from beta_start to beta over these first steps (0: none)
@@ -72,6 +73,14 @@ class ObjectiveConfig:
     free_bits: float = 0.0  # nats: the loss's KL part is max(free_bits, KL) per dim or group (IAF); 0: none
     free_bits_per: Literal["dim", "group"] = "dim"  # group: the whole latent is one group (no hierarchies yet)
     iwae_k: int = 1  # importance samples per image of the iwae objective
+    # the total correlation's weight: btcvae's beta (Chen et al. 2018), factorvae's gamma (Kim & Mnih 2018)
+    tc_weight: float = 1.0
+    mi_weight: float = 1.0  # btcvae: the index-code mutual information's weight (alpha)
+    dwkl_weight: float = 1.0  # btcvae: the dimension-wise KL's weight (gamma)
+    tc_estimator: Literal["mss", "mws"] = "mss"  # btcvae: log q(z) by stratified or weighted minibatch sampling
+    discriminator_width: int = 1000  # factorvae: units per hidden layer of the discriminator (the paper's 1000)
+    discriminator_depth: int = 6  # factorvae: its hidden layers (the paper's 6)
+    discriminator_lr: float = 1e-4  # factorvae: its Adam learning rate (the paper's; betas 0.5, 0.9)
 
 
 @dataclass(frozen=True)
@@ -98,10 +107,14 @@ class TrainConfig:
     eval_batch_size: int = 1000
     sample_grid: int = 64  # fixed-noise samples drawn after every epoch
     checkpoint_every: int | None = None  # also checkpoint every N steps (mid-epoch)
+    # minutes of training (the epochs' `seconds` in metrics.jsonl, summed over the whole run, resumes included;
+    # validation not counted): stop after the first epoch that ends past them. `epochs` still sets the schedule
+    time_limit: float | None = None
     grad_clip: float | None = None  # clip the gradient's global norm to this
     skip_grad_norm: float | None = None  # skip updates whose gradient norm is above this (VDVAE)
     max_skips: int = 20  # stop after this many consecutive skipped (non-finite) updates
     threads: int | None = None  # CPU threads; None: chosen for the machine (vaelab.runtime.resolve_threads)
+    tensorboard: bool = False  # also write TensorBoard event files to RUN/tensorboard (vaelab.training.tensorboard)
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,17 @@ EIGHT_BIT_LIKELIHOODS = ("discretized-logistic", "discretized-logistic-mixture")
 MAX_MIXTURES = 256  # mixture components per pixel: VDVAE and NVAE use 10 to 30
 MAX_WIDTH = 4096  # channels of the residual networks (VDVAE's largest: 512)
 MAX_DEPTH = 256  # residual blocks per resolution, and latent groups per resolution (VDVAE's deepest: ~40)
+MAX_DISCRIMINATOR_DEPTH = 64  # factorvae's discriminator: hidden layers (the paper's 6)
+# each disentangling setting: the objectives it belongs to, and its value that leaves it unused
+DISENTANGLING = {
+    "tc_weight": (("btcvae", "factorvae"), 1.0),
+    "mi_weight": (("btcvae",), 1.0),
+    "dwkl_weight": (("btcvae",), 1.0),
+    "tc_estimator": (("btcvae",), "mss"),
+    "discriminator_width": (("factorvae",), 1000),
+    "discriminator_depth": (("factorvae",), 6),
+    "discriminator_lr": (("factorvae",), 1e-4),
+}
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig}
 
@@ -171,6 +195,8 @@ def validate(cfg: RunConfig) -> None:
         checks.whole("train.threads", t.threads, low=1, high=checks.MAX_THREADS)
     if t.checkpoint_every is not None:
         checks.whole("train.checkpoint_every", t.checkpoint_every, low=1)
+    if t.time_limit is not None:
+        checks.real("train.time_limit", t.time_limit, low=0, low_open=True)
     if t.grad_clip is not None:
         checks.real("train.grad_clip", t.grad_clip, low=0, low_open=True)
     if t.skip_grad_norm is not None:
@@ -194,6 +220,28 @@ def _validate_objective(o: ObjectiveConfig) -> None:
     checks.whole("objective.iwae_k", o.iwae_k, low=1, high=checks.MAX_IWAE_K)
     if o.free_bits and o.kl != "analytic":
         raise VaelabError("objective.free_bits needs the KL per latent dimension: set objective.kl = 'analytic'")
+    for name in ("tc_weight", "mi_weight", "dwkl_weight"):
+        checks.real(f"objective.{name}", getattr(o, name), low=0)
+    checks.whole("objective.discriminator_width", o.discriminator_width, low=1, high=MAX_WIDTH)
+    checks.whole("objective.discriminator_depth", o.discriminator_depth, low=0, high=MAX_DISCRIMINATOR_DEPTH)
+    checks.real("objective.discriminator_lr", o.discriminator_lr, low=0, low_open=True)
+    for name, (objectives, unused) in DISENTANGLING.items():
+        if o.name not in objectives and getattr(o, name) != unused:
+            raise VaelabError(
+                f"objective.{name} applies to the {' and '.join(objectives)} objective"
+                f"{'s' if len(objectives) > 1 else ''}, not {o.name!r}: set name = '{objectives[0]}'"
+            )
+    if o.name in ("btcvae", "factorvae"):
+        extras = [
+            name
+            for name, on in (("beta", o.beta != 1), ("kl_warmup_steps", o.kl_warmup_steps), ("free_bits", o.free_bits))
+            if on
+        ]
+        if extras:
+            raise VaelabError(
+                f"the {o.name} objective weighs the total correlation with tc_weight (--tc-weight), not the KL: "
+                f"leave {', '.join(extras)} at the default"
+            )
     if o.name == "iwae":
         extras = [
             name
@@ -350,6 +398,13 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "free_bits": ("objective", "free_bits"),
     "free_bits_per": ("objective", "free_bits_per"),
     "iwae_k": ("objective", "iwae_k"),
+    "tc_weight": ("objective", "tc_weight"),
+    "mi_weight": ("objective", "mi_weight"),
+    "dwkl_weight": ("objective", "dwkl_weight"),
+    "tc_estimator": ("objective", "tc_estimator"),
+    "discriminator_width": ("objective", "discriminator_width"),
+    "discriminator_depth": ("objective", "discriminator_depth"),
+    "discriminator_lr": ("objective", "discriminator_lr"),
     "optimizer": ("train", "optimizer"),
     "lr": ("train", "lr"),
     "weight_decay": ("train", "weight_decay"),
@@ -366,10 +421,12 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "eval_batch_size": ("train", "eval_batch_size"),
     "sample_grid": ("train", "sample_grid"),
     "checkpoint_every": ("train", "checkpoint_every"),
+    "time_limit": ("train", "time_limit"),
     "grad_clip": ("train", "grad_clip"),
     "skip_grad_norm": ("train", "skip_grad_norm"),
     "max_skips": ("train", "max_skips"),
     "threads": ("train", "threads"),
+    "tensorboard": ("train", "tensorboard"),
 }
 
 # Settings a resumed run may change: they do not alter the numbers it produces.
@@ -378,8 +435,10 @@ RESUMABLE_CHANGES = {
     ("train", "device"),
     ("train", "eval_batch_size"),
     ("train", "checkpoint_every"),
+    ("train", "time_limit"),  # where the run stops, not its numbers
     ("train", "max_skips"),
     ("train", "threads"),
+    ("train", "tensorboard"),  # what is logged, not what is trained
 }
 
 

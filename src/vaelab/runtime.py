@@ -79,6 +79,20 @@ def fewer_threads_if_busy() -> str | None:
     return _threads_text(count, why)
 
 
+def more_threads_if_idle() -> str | None:
+    """After `fewer_threads_if_busy`: look at the machine again and raise the thread count back when the other
+    processes have left cores free (what training does at each epoch's start while it runs on fewer threads
+    than it chose at first). Returns what changed, for the log, or None; costs nothing at the full count."""
+    if not _adaptive or torch.get_num_threads() >= _default_threads:
+        return None
+    other_cpu_load.cache_clear()
+    count, why = resolve_threads(None)
+    if count <= torch.get_num_threads():
+        return None
+    torch.set_num_threads(count)
+    return _threads_text(count, why)
+
+
 def _threads_text(count: int, why: str) -> str:
     return f"{count} thread{'s' if count > 1 else ''} ({why})"
 
@@ -99,9 +113,11 @@ def resolve_threads(requested: int | None) -> tuple[int, str]:
     each other at every operation, and one waiting for the CPU stalls all),
     while 1 thread keeps its idle speed: 2.8x (cvae2) and 2.0x (conv16)
     faster than 2; with six, 5x to 7x. This choice ran at 0.93x to 1.16x of
-    the better fixed count in every case. The machine is looked at once, when
-    the command starts; a training that slows down later looks again once
-    (`fewer_threads_if_busy`) and says so.
+    the better fixed count in every case. The machine is looked at when the
+    command starts; a training that slows down later looks again
+    (`fewer_threads_if_busy`), and while it runs on fewer threads it looks at
+    the start of each epoch whether the cores are free again
+    (`more_threads_if_idle`); each change is said in one line.
     """
     if requested is not None:
         return requested, "--threads"

@@ -16,7 +16,15 @@ from datafiles import write_cifar_like, write_mnist_like
 
 
 def test_dataset_names():
-    assert dataset_names() == ["mnist", "fashion-mnist", "cifar10", "shapes", "folder:PATH"]
+    assert dataset_names() == [
+        "mnist",
+        "fashion-mnist",
+        "cifar10",
+        "shapes",
+        "shapes:colour",
+        "shapes:noise",
+        "folder:PATH",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The synthetic shapes set: shapes, determinism, factor ranges, and drawn areas against geometry."""
+"""The synthetic shapes set as loaded: shapes, determinism, factor indices, and drawn areas against geometry."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 
 from vaelab.data import load_images
 from vaelab.data import shapes as shapes_module
-from vaelab.data.shapes import CLASS_NAMES, FACTOR_NAMES, render, sample_factors
+from vaelab.data.shapes import CLASS_NAMES, FACTOR_NAMES, FACTOR_SIZES, render_grid
 from vaelab.errors import VaelabError
 
 
@@ -21,24 +21,23 @@ def test_shapes_and_dtypes(test_set):
     assert test_set.labels.dtype == torch.int64 and test_set.labels.shape == (2000,)
     assert test_set.factors.shape == (2000, 5) and test_set.factors.dtype == torch.float32
     assert test_set.class_names == CLASS_NAMES and test_set.factor_names == FACTOR_NAMES
+    assert test_set.factor_sizes == FACTOR_SIZES
 
 
-def test_factors_in_range(test_set):
-    shape, scale, rotation, pos_x, pos_y = test_set.factors.unbind(1)
-    assert torch.equal(shape.long(), test_set.labels)
-    assert set(test_set.labels.tolist()) == {0, 1, 2, 3}
-    assert torch.bincount(test_set.labels).min() > 400  # roughly balanced
-    assert scale.min() >= 0.5 and scale.max() <= 1.0
-    assert rotation.min() >= 0 and rotation.max() <= 2 * math.pi
-    for pos in (pos_x, pos_y):
-        assert pos.min() >= 0 and pos.max() <= 1
+def test_factors_are_grid_indices(test_set):
+    indices = test_set.factor_indices
+    assert torch.equal(indices.float(), test_set.factors)
+    assert torch.equal(indices[:, 0], test_set.labels)
+    assert set(test_set.labels.tolist()) == {0, 1, 2}
+    assert torch.bincount(test_set.labels).min() > 550  # roughly balanced
+    for k, size in enumerate(FACTOR_SIZES):
+        assert indices[:, k].min() == 0 and indices[:, k].max() == size - 1  # every value is used
 
 
-def test_images_are_drawn_inside_the_frame(test_set):
+def test_images_are_binary_and_inside_the_frame(test_set):
     images = test_set.images[:, 0]
-    assert images.amax(dim=(1, 2)).min() == 255  # no blank image
-    assert (images > 127).sum(dim=(1, 2)).min() > 15  # at least a small blob
-    assert ((images > 0) & (images < 255)).any(dim=(1, 2)).all()  # antialiased edges
+    assert set(images.unique().tolist()) == {0, 255}
+    assert (images > 0).sum(dim=(1, 2)).min() > 15  # at least a small blob
     border = torch.cat([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], 1)
     assert border.max() == 0
 
@@ -56,25 +55,21 @@ def test_deterministic_and_split_specific(test_set):
 def test_image_size_sets_the_side():
     small = load_images("shapes", "test", image_size=16)
     assert small.images.shape == (2000, 1, 16, 16)
+    assert torch.equal(small.factors, load_images("shapes", "test").factors)  # the factors do not depend on it
     with pytest.raises(VaelabError, match="too small"):
         load_images("shapes", "test", image_size=4)
 
 
 @pytest.mark.parametrize(
     "label, area",  # in units of the squared circumradius
-    [(0, 2.0), (1, math.pi * 0.55), (2, 3 * math.sqrt(3) / 4)],
+    [(0, 2.0), (1, math.pi * 0.55)],
 )
 def test_drawn_area_matches_geometry(label, area):
     size = 128
     # Corners too: the shape must be drawn whole wherever it is.
-    places = [(0.3, 0.6), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 0.5)]
-    factors = torch.tensor([[label, 1.0, 0.3 + 0.7 * k, x, y] for k, (x, y) in enumerate(places)])
-    drawn = render(factors, size).double().sum(dim=(1, 2, 3)) / 255  # coverage in pixels
+    places = [(10, 19), (0, 0), (31, 31), (0, 31), (16, 16)]
+    indices = torch.tensor([[label, 5, 3 + 7 * k, x, y] for k, (x, y) in enumerate(places)])
+    drawn = render_grid(indices, size).double().sum(dim=(1, 2, 3)) / 255  # pixels on
     radius_px = shapes_module._RADIUS * size / 2
     expected = area * radius_px**2
-    assert torch.allclose(drawn, torch.full_like(drawn, expected), rtol=0.01)
-
-
-def test_sample_factors_fixed_seed():
-    assert torch.equal(sample_factors(10, 3), sample_factors(10, 3))
-    assert not torch.equal(sample_factors(10, 3), sample_factors(10, 4))
+    assert torch.allclose(drawn, torch.full_like(drawn, expected), rtol=0.02)

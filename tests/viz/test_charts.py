@@ -4,15 +4,17 @@ logged them, scatter markers visible at 20 and at 2,000 points, and the classes 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
 import pytest
 
 import vaelab
+from vaelab.config import DataConfig, ModelConfig, RunConfig
 from vaelab.training.rundir import RunDir
 from vaelab.training.trainer import load_model
-from vaelab.viz import charts
+from vaelab.viz import charts, time_chart
 from vaelab.viz.context import PlotContext
 from vaelab.viz.plots import plot_run
 
@@ -27,7 +29,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_class_run(tmp_path_factory):
-    """Trained on squares and ellipses only (labels 0 and 1 of the four shapes)."""
+    """Trained on squares and ellipses only (labels 0 and 1 of the three shapes)."""
     return vaelab.train("mlp2", out=tmp_path_factory.mktemp("cls") / "run", epochs=1, classes=[0, 1], **SHAPES).path
 
 
@@ -164,7 +166,7 @@ def test_the_trained_classes_are_marked_and_the_others_faded(two_class_run, tmp_
     ax = latent.axes[0]
     assert "trained on classes 0 (square), 1 (ellipse) only" in ax.get_title()
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["square (trained)", "ellipse (trained)", "triangle (not trained)", "heart (not trained)"]
+    assert legend == ["square (trained)", "ellipse (trained)", "heart (not trained)"]
     faded, trained = ax.collections  # the untrained classes first, beneath
     assert faded.get_alpha() <= 0.3 < trained.get_alpha()
     assert len(faded.get_offsets()) + len(trained.get_offsets()) == 400
@@ -175,5 +177,96 @@ def test_the_trained_classes_are_marked_and_the_others_faded(two_class_run, tmp_
 def test_a_run_on_every_class_has_plain_labels(run, tmp_path, figures):
     plot_run(run, only="latent", out=tmp_path, limit=100, log=lambda line: None)
     ax = figures[0].axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["square", "ellipse", "triangle", "heart"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["square", "ellipse", "heart"]
     assert "trained on" not in ax.get_title()
+
+
+def _timed(seconds: float, val_elbo: float, train_elbo: float, split: str = "val") -> dict:
+    return {"seconds": seconds, "val_elbo": val_elbo, "train_elbo": train_elbo, "val_split": split}
+
+
+def _units(likelihood: str, binarize: str = "none", shape=(3, 32, 32)) -> time_chart.Units:
+    config = RunConfig(data=DataConfig(name="cifar10", binarize=binarize), model=ModelConfig(likelihood=likelihood))
+    return time_chart.likelihood_units(config, shape)
+
+
+def test_the_time_curves_are_in_bits_per_dim_for_8_bit_likelihoods_and_in_nats_otherwise():
+    four_bits = 3072 * math.log(2) * 4  # 4 bits/dim on 3x32x32 images, in nats per image
+    records = [_timed(60.0, -2 * four_bits, -3 * four_bits), _timed(120.0, -four_bits, -0.5 * four_bits, "test")]
+    for likelihood, binarize in [
+        ("discretized-logistic", "none"),
+        ("discretized-logistic-mixture", "none"),
+    ]:
+        units = _units(likelihood, binarize)
+        assert units.name == "bits/dim", (likelihood, binarize)
+        series = time_chart.time_series(records, units)
+        assert series.val.tolist() == pytest.approx([8.0, 4.0], rel=1e-12)
+        assert series.train.tolist() == pytest.approx([12.0, 2.0], rel=1e-12)
+    for likelihood, binarize in [
+        ("gaussian", "none"),
+        ("gaussian-learned", "none"),
+        ("bernoulli", "none"),
+        ("bernoulli", "static"),  # binarised MNIST: nats, as its papers report
+        ("bernoulli", "dynamic"),
+    ]:
+        units = _units(likelihood, binarize)
+        assert units == time_chart.NATS, (likelihood, binarize)
+        assert time_chart.time_series(records, units).val.tolist() == pytest.approx([2 * four_bits, four_bits])
+    grey = _units("discretized-logistic", shape=(1, 28, 28))  # D = C·H·W
+    assert time_chart.time_series(records, grey).val[1] == pytest.approx(four_bits / (784 * math.log(2)))
+    series = time_chart.time_series(records, time_chart.NATS)
+    assert series.minutes.tolist() == pytest.approx([1.0, 3.0])  # cumulative: 60 s, then 60 + 120 s
+    assert series.val_split == "test"  # the last record's
+
+
+def test_the_time_plot_is_written_from_the_metrics_with_its_last_value_marked(run, tmp_path, monkeypatch):
+    seen = []
+    real = time_chart.save_figure
+    monkeypatch.setattr(time_chart, "save_figure", lambda fig, path: seen.append(fig) or real(fig, path))
+    records = [_epoch(e, 150 + 40 / e, 152 + 30 / e) | {"seconds": 60.0 * e} for e in range(1, 5)]
+    copy = _with_metrics(run, tmp_path, records)
+    written = plot_run(copy, only="time", out=tmp_path / "plots", log=lambda line: None)
+    assert written == [tmp_path / "plots" / "time.png"] and written[0].stat().st_size > 0
+    ax = seen[0].axes[0]
+    assert ax.get_xlabel() == "training time (min, validation not counted)"
+    assert "nats per image" in ax.get_ylabel()  # mlp2: a Bernoulli on grey levels, not a code length
+    assert ax.get_title().startswith("mlp2 on shapes")
+    train, val = ax.get_lines()
+    assert val.get_label() == "val −ELBO after the epoch" and train.get_label() == "train −ELBO, epoch mean"
+    assert list(val.get_xdata()) == pytest.approx([1, 3, 6, 10])  # 1 + 2 + 3 + 4 minutes
+    assert list(val.get_ydata()) == pytest.approx([152 + 30 / e for e in range(1, 5)])
+    assert list(train.get_ydata()) == pytest.approx([150 + 40 / e for e in range(1, 5)])
+    assert [t.get_text() for t in ax.texts] == [f"{152 + 30 / 4:.2f} nats per image at 10 min"]
+
+
+def test_the_time_plot_is_skipped_without_metrics_and_overlays_runs_in_one_unit(run, tmp_path):
+    lines = []
+    assert plot_run(_with_metrics(run, tmp_path, []), only="time", out=tmp_path / "p", log=lines.append) == []
+    assert len(lines) == 1 and lines[0].startswith("skipped time.png")
+    bits, nats = _units("discretized-logistic"), time_chart.NATS
+    a = [_timed(20.0, -9000.0, -9500.0), _timed(25.0, -8900.0, -9000.0)]
+    b = [_timed(6000.0, -8800.0, -8700.0)]
+    ax = time_chart.time_figure([("a", a, bits), ("b", b, bits)], title="two runs").axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == [
+        "a: train −ELBO, epoch mean",
+        "a: val −ELBO after the epoch",
+        "b: train −ELBO, epoch mean",
+        "b: val −ELBO after the epoch",
+    ]
+    assert [t.get_text() for t in ax.texts] == [
+        f"{8900 / bits.nats:.3f} bits/dim at 45 s",
+        f"{8800 / bits.nats:.3f} bits/dim at 1.7 h",
+    ]
+    with pytest.raises(ValueError, match="different units"):
+        time_chart.time_figure([("a", a, bits), ("b", b, nats)], title="mixed")
+
+
+def test_the_time_curves_zoom_on_the_later_training_time():
+    """A long run's first epochs (300 nats) would flatten the later gains (95 to 90): the y range fits the values
+    after the first tenth of the time, the early ones drawn at the edge; a short run keeps the full range."""
+    later = [-100.0, -97.0, -95.0, -94.0, -93.0, -92.5, -92.0, -91.0, -90.5, -90.0]  # minutes 2 to 11
+    records = [_timed(60.0, -300.0, -320.0)] + [_timed(60.0, v, v - 1) for v in later]
+    low, high = time_chart.time_figure([("a", records, time_chart.NATS)], title="long").axes[0].get_ylim()
+    assert 88.0 < low < 90.0 and 101.0 < high < 103.0
+    short = time_chart.time_figure([("a", records[:3], time_chart.NATS)], title="short").axes[0].get_ylim()
+    assert short[1] > 320.0

@@ -12,6 +12,8 @@ import sys
 from typing import Any
 
 from ..api import evaluate, save_evaluation
+from ..evaluation.disentanglement.measure import DEFAULT_N as DISENTANGLEMENT_N
+from ..evaluation.disentanglement.metrics import DCI_PREDICTORS
 from .args import add_data_dir, add_weights, non_negative_int, positive_int, seed
 
 
@@ -48,6 +50,25 @@ def add_parsers(sub) -> None:
         metavar="N",
         help="samples and test images compared by the Fréchet distance (default 5000, at most the split)",
     )
+    p.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="also MIG, the FactorVAE score and DCI of the posterior means (a dataset with factors: shapes)",
+    )
+    p.add_argument(
+        "--disentanglement-n",
+        type=positive_int,
+        default=DISENTANGLEMENT_N,
+        metavar="N",
+        help="codes for MIG and to train DCI's predictors, FactorVAE training votes; half as many test them "
+        "(default 10000, as disentanglement_lib)",
+    )
+    p.add_argument(
+        "--dci-predictor",
+        choices=DCI_PREDICTORS,
+        default="random-forest",
+        help="DCI's classifier per factor: random-forest (default), gbt (disentanglement_lib's, minutes), logistic",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines on standard error")
@@ -73,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr),
         progress=not args.no_progress,
         weights=args.weights,
+        disentanglement=args.disentanglement,
+        disentanglement_n=args.disentanglement_n,
+        dci_predictor=args.dci_predictor,
     )
     print(json.dumps(result) if args.json else format_text(result), flush=True)  # the numbers first: a failed
     save_evaluation(args.run, result)  # save loses nothing computed
@@ -126,12 +150,33 @@ def format_text(r: dict[str, Any]) -> str:
         )
     else:
         rows.append(("Fréchet distance", "-", "", r["frechet_note"]))
+    if r.get("mig") is not None:
+        rows += _disentanglement_rows(r)
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"{r['dataset']} {r['split']}{classes}: {r['n']} images, seed {r['seed']}"]
     lines += [
         f"  {name:<{widths[0]}}  {value:>{widths[1]}} {rest:<{widths[2]}}   {note}" for name, value, rest, note in rows
     ]
+    if r.get("disentanglement_settings"):
+        lines.append(f"  disentanglement settings: {r['disentanglement_settings']}")
     return "\n".join(lines)
+
+
+def _disentanglement_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    names = r["disentanglement_factors"]
+    mig = ", ".join(f"{f} {v:.2f} (z{d})" for f, v, d in zip(names, r["mig_per_factor"], r["mig_best_dim"]))
+    test = ", ".join(f"{f} {v:.2f}" for f, v in zip(names, r["dci_informativeness_per_factor"]))
+    return [
+        ("MIG", f"{r['mig']:.3f}", "", f"per factor (its best dim): {mig}"),
+        (
+            "FactorVAE score",
+            f"{r['factorvae_score']:.3f}",
+            "",
+            f"held-out vote accuracy (chance {r['factorvae_chance']:.2f}), {r['factorvae_dims']} dims voting",
+        ),
+        ("DCI disentanglement", f"{r['dci_disentanglement']:.3f}", "", f"completeness {r['dci_completeness']:.3f}"),
+        ("DCI informativeness", f"{r['dci_informativeness']:.3f}", "", f"{r['dci_predictor']} test accuracy: {test}"),
+    ]
 
 
 def _spread(r: dict[str, Any], key: str, spec: str, unit: str = "") -> str:

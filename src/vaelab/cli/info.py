@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import dataset_status
-from ..data.catalog import DATASETS, fetch
+from ..data.catalog import fetch, image_shape
 from ..models import build_model, count_parameters
 from ..presets import PRESETS
 from .args import add_data_dir
@@ -30,7 +30,7 @@ def presets(args: argparse.Namespace) -> int:
     for name in PRESETS.names():
         preset = PRESETS[name]
         cfg = preset.config
-        shape = DATASETS[cfg.data.name].image_shape
+        shape = image_shape(cfg.data.name, cfg.data.image_size, cfg.data.grayscale)
         params = count_parameters(build_model(cfg.model, cfg.objective, shape))
         schedule = f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}"
         source = f"seed {preset.seed}" if preset.seed else "vaelab's own"

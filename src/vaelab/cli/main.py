@@ -13,9 +13,10 @@ from ..errors import TrainingStopped, VaelabError
 from ..files import describe_os_error
 from ..plugins import import_plugin
 from ..version import __version__
-from . import anomaly, evaluate, info, plot, report, train, use
+from . import anomaly, compare, evaluate, explore, info, io, plot, report, train, use
 
-COMMANDS = [train, use, evaluate, plot, report, anomaly, info]  # each adds its subparsers and sets `func`
+# each adds its subparsers and sets `func`
+COMMANDS = [train, use, io, evaluate, compare, plot, report, anomaly, explore, info]
 
 
 class OneLineParser(argparse.ArgumentParser):

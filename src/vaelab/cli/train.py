@@ -28,12 +28,16 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--preset", help="preset name (see `vaelab presets`; default: the config file's, else cvae2)")
     p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [objective], [train] tables")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs may extend it)")
+    p.add_argument(
+        "--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs or --time-limit may extend it)"
+    )
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<preset>-<timestamp>)")
     add_data_dir(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("overrides")
-    g.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, shapes or folder:PATH")
+    g.add_argument(
+        "--dataset", help="mnist, fashion-mnist, cifar10, shapes (shapes:colour, shapes:noise) or folder:PATH"
+    )
     g.add_argument("--binarize", choices=["none", "static", "dynamic"])
     g.add_argument("--image-size", type=positive_int, help="side length for folder: and shapes datasets")
     g.add_argument("--grayscale", action="store_true", default=None, help="folder: read images as grey")
@@ -70,7 +74,11 @@ def add_parsers(sub) -> None:
     g.add_argument("--groups", type=positive_int, help="hvae: latent groups per resolution (default 1)")
     g.add_argument("--kl", choices=["analytic", "mc"], help="analytic KL or the single-sample estimate")
     g.add_argument("--beta", type=non_negative_float, help="weight of the KL term in the loss")
-    g.add_argument("--objective", metavar="NAME", help="elbo (default) or iwae: the importance-weighted bound")
+    g.add_argument(
+        "--objective",
+        metavar="NAME",
+        help="elbo (default); iwae: the importance-weighted bound; btcvae, factorvae: disentangling (see the guide)",
+    )
     g.add_argument(
         "--kl-warmup-steps",
         type=non_negative_int,
@@ -86,6 +94,29 @@ def add_parsers(sub) -> None:
     )
     g.add_argument("--free-bits-per", choices=["dim", "group"], help="free bits per latent dim or per group")
     g.add_argument("--iwae-k", type=positive_int, metavar="K", help="importance samples per image for --objective iwae")
+    g.add_argument(
+        "--tc-weight",
+        type=non_negative_float,
+        metavar="W",
+        help="the total correlation's weight (default 1): beta of --objective btcvae (Chen et al. 2018), "
+        "gamma of --objective factorvae (Kim & Mnih 2018)",
+    )
+    g.add_argument(
+        "--mi-weight", type=non_negative_float, metavar="W", help="btcvae: the mutual information's weight (alpha, 1)"
+    )
+    g.add_argument(
+        "--dwkl-weight", type=non_negative_float, metavar="W", help="btcvae: the dimension-wise KL's weight (gamma, 1)"
+    )
+    g.add_argument(
+        "--tc-estimator",
+        choices=["mss", "mws"],
+        help="btcvae: log q(z) by minibatch stratified (mss, default) or weighted (mws) sampling",
+    )
+    g.add_argument(
+        "--discriminator-width", type=positive_int, metavar="N", help="factorvae: units per hidden layer (1000)"
+    )
+    g.add_argument("--discriminator-depth", type=non_negative_int, metavar="N", help="factorvae: hidden layers (6)")
+    g.add_argument("--discriminator-lr", type=positive_float, help="factorvae: the discriminator's Adam lr (1e-4)")
     g.add_argument("--optimizer", help="adam, adamw, adamax or rmsprop")
     g.add_argument("--lr", type=positive_float, help="learning rate")
     g.add_argument(
@@ -132,6 +163,15 @@ def add_parsers(sub) -> None:
         "else fp32",
     )
     g.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="also checkpoint every N steps")
+    g.add_argument(
+        "--time-limit",
+        type=positive_float,
+        metavar="MINUTES",
+        help="stop after the first epoch that ends past MINUTES of training time (the epochs' own time, summed "
+        "over the run, resumes included; validation not counted). --epochs still sets the schedule's length "
+        "(a cosine schedule will not have reached 0); `vaelab train --resume RUN --time-limit M` with a "
+        "larger M continues it",
+    )
     g.add_argument("--grad-clip", type=positive_float, help="clip the gradient's global norm to this")
     g.add_argument("--skip-grad-norm", type=positive_float, help="skip updates whose gradient norm is above this")
     g.add_argument("--max-skips", type=positive_int, help="stop after N skipped updates in a row (default 20)")
@@ -141,6 +181,13 @@ def add_parsers(sub) -> None:
         metavar="N",
         help="CPU threads (default: one per core that other processes leave free; on a busy machine "
         "--threads 1 is often several times faster)",
+    )
+    g.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also write TensorBoard event files to RUN/tensorboard (needs: pip install 'vaelab[tensorboard]'); "
+        "a resumed run keeps its setting unless given --tensorboard or --no-tensorboard",
     )
     p.set_defaults(func=run)
 
@@ -172,6 +219,13 @@ OVERRIDES = [
     "free_bits",
     "free_bits_per",
     "iwae_k",
+    "tc_weight",
+    "mi_weight",
+    "dwkl_weight",
+    "tc_estimator",
+    "discriminator_width",
+    "discriminator_depth",
+    "discriminator_lr",
     "optimizer",
     "lr",
     "weight_decay",
@@ -186,10 +240,12 @@ OVERRIDES = [
     "device",
     "precision",
     "checkpoint_every",
+    "time_limit",
     "grad_clip",
     "skip_grad_norm",
     "max_skips",
     "threads",
+    "tensorboard",
 ]
 
 

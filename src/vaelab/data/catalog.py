@@ -35,7 +35,7 @@ class LoadRequest:
 class DatasetSpec:
     """One entry of the catalog."""
 
-    name: str  # as the user types it; "folder:PATH" for the folder set
+    name: str  # as the user types it; "folder:PATH" for the folder set; "shapes:colour" for a variant
     description: str  # one line
     load: Callable[[LoadRequest], ImageSet]
     missing: Callable[[Path], list[str]] | None  # absent files under ROOT/<name>/; None: nothing on disk
@@ -85,6 +85,16 @@ def _idx_spec(name: str, description: str, class_names: tuple[str, ...]) -> Data
     return DatasetSpec(name, description, load, missing, (1, 28, 28), False, 60_000, 10_000)
 
 
+def _shapes_spec(name: str, variant: str, description: str) -> DatasetSpec:
+    def load(req: LoadRequest) -> ImageSet:
+        grey = req.grayscale and shapes.VARIANTS[variant] == 3  # the grey variants already are
+        return shapes.load_shapes(req.split, req.image_size or shapes.DEFAULT_SIZE, variant, grey)
+
+    size = shapes.DEFAULT_SIZE
+    shape = (shapes.VARIANTS[variant], size, size)
+    return DatasetSpec(name, description, load, None, shape, True, shapes.SIZES["train"], shapes.SIZES["test"])
+
+
 for _spec in (
     _idx_spec("mnist", "handwritten digits 0-9 (LeCun et al. 1998)", tuple(str(d) for d in range(10))),
     _idx_spec(
@@ -102,16 +112,11 @@ for _spec in (
         50_000,
         10_000,
     ),
-    DatasetSpec(
-        "shapes",
-        "synthetic white shapes on black with known factors, drawn in code (image_size sets the side)",
-        lambda req: shapes.load_shapes(req.split, req.image_size or shapes.DEFAULT_SIZE),
-        None,
-        (1, shapes.DEFAULT_SIZE, shapes.DEFAULT_SIZE),
-        True,
-        shapes.SIZES["train"],
-        shapes.SIZES["test"],
+    _shapes_spec(
+        "shapes", "plain", "dSprites-like white shapes on black, 5 factors on a grid (image_size sets the side)"
     ),
+    _shapes_spec("shapes:colour", "colour", "shapes, each in one of 6 colours (a nuisance, not a factor)"),
+    _shapes_spec("shapes:noise", "noise", "shapes on a background of grey noise (a nuisance, not a factor)"),
     DatasetSpec(
         "folder:PATH",
         "your PNG/JPEG images under PATH, resized to image_size (subfolders = classes, 10% held out as test)",
@@ -134,6 +139,8 @@ for _spec in (
 
 def _lookup(name: str) -> tuple[DatasetSpec, str | None]:
     """The spec for a user-typed name, and the argument after ':' (folder:PATH)."""
+    if name in DATASETS and not name.endswith(":PATH"):  # a plain name, or a variant such as shapes:colour
+        return DATASETS[name], None
     key, sep, arg = name.partition(":")
     if not sep:
         if f"{key}:PATH" in DATASETS:
@@ -158,12 +165,12 @@ def load_images(
 ) -> ImageSet:
     """Load one split of a dataset as uint8 images (N, C, H, W).
 
-    name: "mnist" | "fashion-mnist" | "cifar10" | "shapes" | "folder:PATH".
+    name: "mnist" | "fashion-mnist" | "cifar10" | "shapes" | "shapes:colour" | "shapes:noise" | "folder:PATH".
     split: "train" | "test" (a folder holds out a fixed 10% as "test").
     data_dir: data root (see `resolve_data_root`); files live in ROOT/<name>/.
     image_size: side of the square images for folder (default 64) and shapes
         (default 64); the fixed-size sets accept only their native size.
-    grayscale: one grey channel for folder; accepted for the grey sets; an error for cifar10.
+    grayscale: one grey channel for folder and shapes:colour; accepted for the grey sets; an error for cifar10.
     download: fetch missing files from the official mirrors.
     skip_bad_files: folder only: leave out files that cannot be read as images
         (their count and names are logged once as a warning) instead of failing;
@@ -205,6 +212,18 @@ def channels(name: str, grayscale: bool = False) -> int:
     """How many channels the images of dataset `name` have (1: grey, 3: colour), without loading them."""
     spec, _ = _lookup(name)
     return 1 if grayscale and spec.resizable else spec.image_shape[0]
+
+
+def image_shape(name: str, image_size: int | None = None, grayscale: bool = False) -> tuple[int, int, int]:
+    """The (C, H, W) that dataset `name` gives with these options, without loading it; "folder:" without a path
+    (a preset's placeholder) is the folder set."""
+    key, sep, _ = name.partition(":")
+    spec = DATASETS[f"{key}:PATH"] if sep and f"{key}:PATH" in DATASETS else _lookup(name)[0]
+    c, h, w = spec.image_shape
+    if spec.resizable:
+        c = 1 if grayscale else c
+        h = w = image_size or h
+    return c, h, w
 
 
 def dataset_names() -> list[str]:

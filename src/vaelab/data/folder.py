@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -190,15 +191,34 @@ def _eight_bits(img: Image.Image) -> Image.Image:
     return Image.fromarray(grey)  # L
 
 
+def decode_image(data: bytes, *, size: int, grayscale: bool, max_pixels: int | None = None) -> torch.Tensor:
+    """One image file's bytes (PNG, JPEG, BMP or WebP) as uint8 (C, size, size), C = 1 if grayscale else 3,
+    read as the folder: dataset reads its files. Anything else, or an image declaring more than `max_pixels`
+    pixels (refused from its header, before its body is decoded), is a VaelabError."""
+    try:
+        pixels = _decode(io.BytesIO(data), size, "L" if grayscale else "RGB", max_pixels)
+    except _Unreadable as e:
+        raise VaelabError(f"cannot read as an image ({e})") from None
+    image = torch.from_numpy(np.array(pixels))  # (S, S) or (S, S, 3), writable
+    return image.unsqueeze(0) if grayscale else image.permute(2, 0, 1).contiguous()
+
+
 def _read(path: Path, size: int, mode: str) -> np.ndarray:
     """One image as (size, size) or (size, size, 3) uint8; _Unreadable if it cannot be."""
     if not path.is_file():  # a FIFO would block, a dangling link has nothing to read
         raise _Unreadable("not a regular file")
+    return _decode(path, size, mode)
+
+
+def _decode(source: Path | io.BytesIO, size: int, mode: str, max_pixels: int | None = None) -> np.ndarray:
+    """`_read` of a file or of bytes in memory; images of more than `max_pixels` refused before decoding."""
     try:
         with warnings.catch_warnings():
             # Over MAX_IMAGE_PIXELS Pillow only warns (it raises at twice that): refuse both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as img:
+            with Image.open(source, formats=FORMATS) as img:
+                if max_pixels is not None and img.width * img.height > max_pixels:
+                    raise _Unreadable(f"{img.width}x{img.height} pixels, more than {max_pixels} allowed")
                 img.load()  # decode everything now: a truncated body fails here, not later
                 img = _eight_bits(ImageOps.exif_transpose(img))
                 if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
@@ -211,6 +231,8 @@ def _read(path: Path, size: int, mode: str) -> np.ndarray:
                 # Crop first: resize(box=...) would let the filter see pixels outside the square.
                 square = img.convert(mode).crop((left, top, left + side, top + side))
                 return np.asarray(square.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
+    except _Unreadable:
+        raise
     except UnidentifiedImageError:
         raise _Unreadable(f"empty, cut short, or not {'/'.join(FORMATS)}") from None
     except Exception as e:  # a corrupt file can make a decoder raise almost anything (OSError, SyntaxError, ...)

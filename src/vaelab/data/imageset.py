@@ -22,6 +22,9 @@ class ImageSet:
     class_names: tuple[str, ...] | None  # name of each label value, when known
     factors: torch.Tensor | None = None  # (N, F) float32 generative factors
     factor_names: tuple[str, ...] | None = None  # (F,) names of the factor columns
+    # (F,) when the factors lie on a discrete grid: factors then hold each factor's index 0..size-1 as a whole
+    # number (shapes); None when they are continuous values
+    factor_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         images = self.images
@@ -43,6 +46,13 @@ class ImageSet:
                 raise ValueError(f"factors must be an ({n}, F) float32 tensor, got {self.factors.dtype} {shape}")
             if len(self.factor_names) != shape[1]:
                 raise ValueError(f"{shape[1]} factor columns but {len(self.factor_names)} names")
+        if self.factor_sizes is not None:
+            if self.factors is None or len(self.factor_sizes) != self.factors.shape[1]:
+                raise ValueError("factor_sizes needs factors, one size per column")
+            sizes = torch.tensor(self.factor_sizes, dtype=torch.float32)
+            f = self.factors
+            if ((f != f.round()) | (f < 0) | (f >= sizes)).any():
+                raise ValueError(f"discrete factors must be whole numbers in 0..size-1, sizes {self.factor_sizes}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -53,8 +63,15 @@ class ImageSet:
         c, h, w = self.images.shape[1:]
         return (c, h, w)
 
+    @property
+    def factor_indices(self) -> torch.Tensor:
+        """(N, F) int64 index of each discrete factor; a ValueError when the factors are not on a grid."""
+        if self.factor_sizes is None:
+            raise ValueError("these factors are not discrete (factor_sizes is None)")
+        return self.factors.long()
+
     def subset(self, indices: torch.Tensor) -> ImageSet:
-        """The images at `indices` (a 1-D index tensor or boolean mask), labels and factors kept."""
+        """The images at `indices` (a 1-D index tensor or boolean mask), labels and factors (and sizes) kept."""
 
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[indices].contiguous()
@@ -65,4 +82,5 @@ class ImageSet:
             class_names=self.class_names,
             factors=pick(self.factors),
             factor_names=self.factor_names,
+            factor_sizes=self.factor_sizes,
         )

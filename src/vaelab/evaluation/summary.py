@@ -36,6 +36,11 @@ def mean_and_se(values: torch.Tensor | Sequence[float]) -> tuple[float, float | 
     return float(x.mean()), se
 
 
+def nats_per_bit_dim(image_shape: Sequence[int]) -> float:
+    """One bit per dimension in nats per image, C·H·W·ln 2: a NLL in nats per image over this is in bits/dim."""
+    return math.prod(image_shape) * math.log(2)
+
+
 def bits_per_dim_note(binarize: str, likelihood: str) -> str | None:
     """None when a NLL of this data under this likelihood converts to bits/dim; else why not.
 
@@ -139,7 +144,7 @@ def evaluate_model(
     nll, nll_se, source = (
         (nll_iwae, nll_iwae_se, "iwae") if nll_iwae is not None else (-out["elbo"], out["elbo_se"], "elbo")
     )
-    per_bit = c * h * w * math.log(2)  # nats per image -> bits per dim
+    per_bit = nats_per_bit_dim((c, h, w))
     out["bits_per_dim"] = None if note else nll / per_bit
     out["bits_per_dim_se"] = None if note or nll_se is None else nll_se / per_bit
     out["bits_per_dim_from"] = None if note else source

@@ -76,6 +76,8 @@ def check_resolutions(net: str, image_shape: tuple[int, int, int], resolutions: 
         raise VaelabError(f"the {net} networks need square images, got {h}x{w}: use --image-size")
     if not resolutions:
         resolutions = tuple(h >> s for s in range(1, DEFAULT_RESOLUTION_STEPS + 1) if h % (1 << s) == 0) or (h,)
+    if not 1 <= resolutions[0] <= h or h % resolutions[0]:
+        raise VaelabError(_size_mismatch(net, h, resolutions))
     above = None
     for r in resolutions:
         top = h if above is None else above - 1  # the first may keep the image's size; the others must fall
@@ -106,6 +108,25 @@ class Output(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         out = self.conv(F.gelu(h))
         return F.pixel_shuffle(out, self.factor) if self.factor > 1 else out
+
+
+def _size_mismatch(net: str, h: int, resolutions: tuple[int, ...]) -> str:
+    """The refusal for feature maps laid out for images of another size (a 28-pixel preset on 32-pixel images):
+    the two flags that fix it, with values that fit."""
+    first = resolutions[0]
+    sizes = [first << k for k in range(max(1, h // first).bit_length() + 1)]  # first, 2 first, 4 first, ...
+    fits = min(sizes, key=lambda s: (abs(s - h), s))  # the image size the maps were most likely laid out for
+    # the same layout for h: each map the same fraction of the image (1x1 stays 1x1), else h's halvings
+    scaled = [1 if r == 1 else h * r // fits for r in resolutions]
+    if any(r != 1 and (h * r) % fits for r in resolutions) or 0 in scaled:
+        halvings = [r for r in _halvings(h) if r > 1][: len(resolutions)]
+        scaled = halvings + ([1] if resolutions[-1] == 1 else [])
+    scaled = sorted(set(scaled), reverse=True)
+    return (
+        f"the {net} networks' feature maps (model.resolutions {list(resolutions)}) were laid out for images of "
+        f"another size than these {h}x{h} ones: resize the images with --image-size {fits} (folder: and shapes "
+        f"datasets), or lay the maps out for {h} px with --resolutions {','.join(map(str, scaled))}"
+    )
 
 
 def _halvings(h: int) -> list[int]:

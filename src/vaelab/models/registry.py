@@ -30,7 +30,11 @@ def register_decoder(name: str, factory=None):
 
 
 OBJECTIVES: Registry = Registry("objective")
-"""name -> factory(ObjectiveConfig) -> callable(model, x) -> dict of per-example terms."""
+"""name -> factory(ObjectiveConfig) -> callable(model, x) -> dict of per-example terms; a factory that declares a
+keyword `model` also gets the ModelConfig (FactorVAE sizes its discriminator from it). Optional parts of the
+objective, used by the trainer: `attach(model, dataset_size)` (checks the model and takes the training set's size
+before training), `auxiliary_optimizer()` and `auxiliary_step(z, optimizer)` (a second update after each applied
+step, on that step's latents `latents`, as FactorVAE's discriminator)."""
 
 
 def _parts(cfg: RunConfig) -> list[tuple[Registry, str]]:

@@ -217,7 +217,7 @@ def build_model(model: ModelConfig, objective: ObjectiveConfig, image_shape: tup
         posterior=posterior,
         prior=PRIORS[model.prior](model.latent_dim),
         likelihood=likelihood,
-        objective=OBJECTIVES[objective.name](objective),
+        objective=_network(OBJECTIVES[objective.name], model, objective),  # `model=` for one that asks
         image_shape=image_shape,
     )
     check_shapes(vae, model)

@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.disentanglement.measure import KEYS as DISENTANGLEMENT_KEYS
 from ..training.runfiles import EVAL_FIELDS, saved_at
 
-SHOWN = set(EVAL_FIELDS)  # what this version of vaelab saves; any other key came from another version
+SHOWN = set(EVAL_FIELDS) | set(DISENTANGLEMENT_KEYS)  # what this version saves; any other key: another version
 
 
 def choose_evaluation(evaluations: list[tuple[Path, dict]]) -> tuple[tuple[Path, dict] | None, str]:
@@ -188,10 +189,64 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
         )
     else:
         add("Fréchet distance", "—", "", f"Not computed: {esc(e.get('frechet_note') or 'no reason saved')}.")
+    if e.get("mig") is not None:
+        rows.extend(disentanglement_rows(e))
     for key, value in e.items():
         if key not in SHOWN:
             add(esc(key), number(value), "", "saved by another version of vaelab")
     return rows
+
+
+def disentanglement_rows(e: dict) -> list[tuple[str, str, str, str]]:
+    """The rows of `vaelab evaluate --disentanglement`'s metrics (docs/evaluation.md, "Disentanglement")."""
+    esc = html.escape
+    names = [str(f) for f in e.get("disentanglement_factors") or []]
+
+    def per_factor(key: str, suffix=lambda i: "") -> str:
+        values = e.get(key) or []
+        return esc(", ".join(f"{f} {number(v)}{suffix(i)}" for i, (f, v) in enumerate(zip(names, values))))
+
+    best = e.get("mig_best_dim") or []
+    dims = e.get("dci_factor_of_dim") or []
+    return [
+        (
+            "MIG",
+            number(e["mig"]),
+            "0 to 1",
+            "Mutual information gap (Chen et al. 2018): per factor, the information of the best dim minus the "
+            "second's, over the factor's entropy; 1: one dim per factor. Per factor (its best dim): "
+            + per_factor("mig_per_factor", lambda i: f" (z{best[i]})" if i < len(best) else ""),
+        ),
+        (
+            "FactorVAE score",
+            number(e.get("factorvae_score")),
+            "accuracy",
+            "Kim & Mnih 2018: with one factor held fixed, the dim that varies least names it; the majority-vote "
+            f"classifier's accuracy on held-out votes (chance {number(e.get('factorvae_chance'))}, "
+            f"{number(e.get('factorvae_dims'))} dims voting).",
+        ),
+        (
+            "DCI disentanglement",
+            number(e.get("dci_disentanglement")),
+            "0 to 1",
+            "Eastwood & Williams 2018: how much each dim serves one factor only, from the importances of a "
+            f"{esc(str(e.get('dci_predictor')))} per factor; the factor each dim serves most: "
+            + esc(", ".join(f"z{i} {f or '-'}" for i, f in enumerate(dims))),
+        ),
+        (
+            "DCI completeness",
+            number(e.get("dci_completeness")),
+            "0 to 1",
+            "How much each factor is held by one dim only: " + per_factor("dci_completeness_per_factor"),
+        ),
+        (
+            "DCI informativeness",
+            number(e.get("dci_informativeness")),
+            "test accuracy",
+            "How well the codes predict each factor: " + per_factor("dci_informativeness_per_factor"),
+        ),
+        ("disentanglement settings", "", "", esc(str(e.get("disentanglement_settings")))),
+    ]
 
 
 def _other_evaluations(chosen: tuple[Path, dict], evaluations: list[tuple[Path, dict]]) -> str:

@@ -44,6 +44,15 @@ PICTURES = [
         ),
     ),
     (
+        "time.png",
+        "Likelihood against training time",
+        (
+            "Validation −ELBO after each epoch (training −ELBO lighter) against the training time summed over the "
+            "epochs, validation not counted; in bits/dim where the likelihood is a probability of the pixels' "
+            "values, else in nats per image."
+        ),
+    ),
+    (
         "samples.png",
         "Samples",
         "Images decoded from the prior, shown as the likelihood's mean: the same as `vaelab sample --seed S` draws.",

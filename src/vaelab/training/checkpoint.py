@@ -2,12 +2,13 @@
 
 Tensors:  model.<name>            weights and buffers (state_dict)
           optimizer.<i>.<key>     the optimiser's per-parameter tensors
+          auxiliary_optimizer.<i>.<key>  the same of the objective's own optimiser (FactorVAE's discriminator)
           ema.<name>              the moving average of each parameter (runs with train.ema)
           rng.torch, rng.cuda.<i> random generator states
           progress.sums           running sums of the epoch in progress (mid-epoch saves)
 Metadata (strings): format, version, config (JSON), image_shape,
           progress (JSON: where in the epoch the save was made), and the
-          optimiser's non-tensor state (JSON).
+          optimisers' non-tensor state (JSON: optimizer, auxiliary_optimizer).
 
 Saving writes a temporary file in the same directory and renames it over the
 old one (`vaelab.files.write_bytes`), so a crash mid-write leaves the
@@ -64,6 +65,7 @@ class Checkpoint:
     version: str
     progress: Progress
     ema_state: dict[str, torch.Tensor] = field(default_factory=dict)  # {parameter name: average}, if kept
+    auxiliary_optimizer_state: dict[str, Any] | None = None  # the objective's own optimiser's, if it has one
 
     @property
     def epoch(self) -> int:
@@ -83,27 +85,15 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     progress: Progress,
     ema: dict[str, torch.Tensor] | None = None,
+    auxiliary_optimizer: torch.optim.Optimizer | None = None,
 ) -> None:
-    """Write the checkpoint atomically (temp file + rename); `ema`: {parameter name: average} (`EMA.state_dict`)."""
+    """Write the checkpoint atomically (temp file + rename); `ema`: {parameter name: average} (`EMA.state_dict`);
+    `auxiliary_optimizer`: the objective's own (FactorVAE's discriminator's), beside the run's optimiser."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v.detach().contiguous().cpu() for k, v in (ema or {}).items()}
     tensors["progress.sums"] = progress.sums.detach().double().cpu()
-    opt_meta: dict[str, Any] | None = None
-    if optimizer is not None:
-        state = optimizer.state_dict()
-        scalars: dict[str, dict[str, Any]] = {}
-        for idx, per_param in state["state"].items():
-            for key, value in per_param.items():
-                if torch.is_tensor(value):
-                    tensors[f"optimizer.{idx}.{key}"] = value.detach().contiguous().cpu()
-                else:
-                    scalars.setdefault(str(idx), {})[key] = value
-        opt_meta = {
-            "param_groups": state["param_groups"],
-            "scalars": scalars,
-            "indices": [str(i) for i in state["state"]],
-        }
+    opt_meta = _optimizer_entries(optimizer, "optimizer", tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -116,7 +106,29 @@ def save_checkpoint(
         "progress": json.dumps({k: v for k, v in asdict(progress).items() if k != "sums"}),
         "optimizer": json.dumps(opt_meta),
     }
+    if auxiliary_optimizer is not None:
+        metadata["auxiliary_optimizer"] = json.dumps(
+            _optimizer_entries(auxiliary_optimizer, "auxiliary_optimizer", tensors)
+        )
     write_bytes(path, save(tensors, metadata=metadata), durable=True)
+
+
+def _optimizer_entries(
+    optimizer: torch.optim.Optimizer | None, prefix: str, tensors: dict[str, torch.Tensor]
+) -> dict[str, Any] | None:
+    """An optimiser's state: its per-parameter tensors added to `tensors` as `<prefix>.<i>.<key>`, the rest
+    returned for the metadata (JSON); None for no optimiser."""
+    if optimizer is None:
+        return None
+    state = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in state["state"].items():
+        for key, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{idx}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return {"param_groups": state["param_groups"], "scalars": scalars, "indices": [str(i) for i in state["state"]]}
 
 
 def find_checkpoint(run: str | Path) -> Path:
@@ -141,7 +153,11 @@ def load_checkpoint(run: str | Path, *, with_optimizer: bool = True) -> Checkpoi
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys() if with_optimizer or not k.startswith("optimizer.")}
+            tensors = {
+                k: f.get_tensor(k)
+                for k in f.keys()
+                if with_optimizer or not k.startswith(("optimizer.", "auxiliary_optimizer."))
+            }
     except (SafetensorError, OSError, ValueError) as e:
         raise VaelabError(f"{path} is not a vaelab checkpoint ({_why(e)})") from None
     if metadata.get("format") != FORMAT:
@@ -158,6 +174,11 @@ def load_checkpoint(run: str | Path, *, with_optimizer: bool = True) -> Checkpoi
     progress = checked("progress", lambda: _progress(metadata, tensors.get("progress.sums")))
     rng_state = checked("rng", lambda: _rng_state(tensors))
     optimizer_state = checked("optimizer", lambda: _optimizer_state(metadata, tensors)) if with_optimizer else None
+    auxiliary_state = (
+        checked("auxiliary_optimizer", lambda: _optimizer_state(metadata, tensors, "auxiliary_optimizer"))
+        if with_optimizer and "auxiliary_optimizer" in metadata
+        else None
+    )
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     ema_state = checked("ema", lambda: _ema_state(tensors, model_state, config))
     return Checkpoint(
@@ -169,6 +190,7 @@ def load_checkpoint(run: str | Path, *, with_optimizer: bool = True) -> Checkpoi
         str(metadata.get("version", "?")),
         progress,
         ema_state,
+        auxiliary_state,
     )
 
 
@@ -252,8 +274,10 @@ def _ema_state(
     return ema
 
 
-def _optimizer_state(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
-    meta = _json(metadata, "optimizer")
+def _optimizer_state(
+    metadata: dict[str, str], tensors: dict[str, torch.Tensor], key: str = "optimizer"
+) -> dict[str, Any] | None:
+    meta = _json(metadata, key)
     if meta is None:
         return None
     groups, scalars, indices = (
@@ -274,7 +298,7 @@ def _optimizer_state(metadata: dict[str, str], tensors: dict[str, torch.Tensor])
     state: dict[int, dict[str, Any]] = {}
     for idx in indices:
         per_param = dict(scalars.get(idx, {}))
-        prefix = f"optimizer.{idx}."
+        prefix = f"{key}.{idx}."
         per_param.update({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         state[int(idx)] = per_param
     entries = {idx: sorted(per_param) for idx, per_param in state.items()}

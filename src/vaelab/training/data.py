@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -32,9 +33,7 @@ def load_split(cfg: DataConfig, split: str, data_dir=None) -> ImageSet:
         skip_bad_files=cfg.skip_bad_files,
     )
     if cfg.binarize == "static":
-        images = ImageSet(
-            binarize_static(images.images), images.labels, images.class_names, images.factors, images.factor_names
-        )
+        images = dataclasses.replace(images, images=binarize_static(images.images))  # labels and factors kept
     return images
 
 

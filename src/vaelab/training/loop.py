@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +29,7 @@ from .step import train_step
 from .steplog import StepLog
 
 EpochCallback = Callable[[int, dict, VAE], None]
+StepsCallback = Callable[[dict], None]  # a steps.jsonl line with lr, skipped_steps and grad_norm added
 Validate = Callable[[VAE], dict]  # model -> {"elbo", "recon", "kl"}: means over the validation split
 SaveSamples = Callable[[VAE, int, int, Path], None]  # (model, n, seed, path): n samples drawn with seed, saved
 TERMS = ("loss", "elbo", "recon", "kl")
@@ -45,12 +47,16 @@ def fit(
     save_samples: SaveSamples,
     progress: Progress | None = None,
     callbacks: Iterable[EpochCallback] = (),
+    steps_callbacks: Iterable[StepsCallback] = (),
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     dist: Dist = SINGLE,
     ema: EMA | None = None,
+    auxiliary_optimizer: torch.optim.Optimizer | None = None,
 ) -> Progress:
-    """Train from `progress` (a fresh start when None) to `cfg.train.epochs`.
+    """Train from `progress` (a fresh start when None) to `cfg.train.epochs`, or with `time_limit` until the
+    end of the first epoch at which the run's training time (all its epochs' `seconds`, before a resume too)
+    reaches it.
 
     After every epoch: `validate`, one line on the console and in
     metrics.jsonl, a fixed-noise sample grid (`save_samples`), and an atomic
@@ -61,11 +67,15 @@ def fit(
     `TrainingStopped`. Updates with a non-finite loss or gradient are skipped
     (counted); `max_skips` of them in a row stop the run. Under torchrun
     (`dist`), every rank trains on its rows of each batch; only rank 0
-    validates, writes files, logs and calls `callbacks`.
+    validates, writes files, logs and calls `callbacks` (after each epoch's
+    checkpoint) and `steps_callbacks` (with each steps.jsonl line, plus the
+    learning rate, the skipped steps so far and the window's mean gradient
+    norm before clipping).
 
     Each step's learning rate is `lr_at` of the step count. With `ema`, the
     step updates it, the checkpoint keeps it, and validation and the sample
     grids use the averaged weights (the model's own are back after them).
+    `auxiliary_optimizer` (FactorVAE's discriminator's) goes to every step and into every checkpoint.
     """
     tc = cfg.train
     p = progress or Progress()
@@ -93,7 +103,20 @@ def fit(
         with averaged():
             save_samples(model, tc.sample_grid, tc.seed, run.sample_path(0))
     beta_at = getattr(model.objective, "beta_at", None)  # the KL's weight in force at a step, for the logs
-    steps = StepLog(run.append_steps if dist.is_main else None, log, dist, beta_at=beta_at)
+    steps_callbacks = tuple(steps_callbacks) if dist.is_main else ()
+    norms: list[float] = []  # the window's gradient norms, kept for `steps_callbacks` only
+
+    def write_steps(line: dict) -> None:
+        run.append_steps(line)
+        if steps_callbacks:
+            extra = {"lr": optimizer.param_groups[0]["lr"], "skipped_steps": p.skipped, "grad_norm": _mean(norms)}
+            norms.clear()
+            for callback in steps_callbacks:
+                callback({**line, **extra})
+
+    steps = StepLog(write_steps if dist.is_main else None, log, dist, beta_at=beta_at)
+    # the training seconds of the epochs finished before this call (a resume's); rank 0's decide when to stop
+    spent = run.training_seconds(p.epoch) if tc.time_limit is not None and dist.is_main else 0.0
 
     def checkpoint(sums: torch.Tensor | None = None) -> None:
         if sums is not None:  # mid-epoch: the running sums of all ranks (rank 0 carries them on resume)
@@ -107,6 +130,7 @@ def fit(
                 optimizer=optimizer,
                 progress=p,
                 ema=ema.state_dict() if ema is not None else None,
+                auxiliary_optimizer=auxiliary_optimizer,
             )
 
     with StopRequests() as stop:
@@ -138,6 +162,8 @@ def fit(
                         batch_size=n,
                         dist=dist,
                         ema=ema,
+                        record_norm=norms.append if steps_callbacks else None,
+                        auxiliary_optimizer=auxiliary_optimizer,
                     )
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:
@@ -170,6 +196,7 @@ def fit(
                             exit_code=stop.exit_code or 143,
                         )
             seconds = time.perf_counter() - start
+            spent += seconds
             bar.close()
             steps.flush(epoch, p, sums)
             sums = dist.sum(sums)
@@ -188,7 +215,25 @@ def fit(
             if dist.is_main:
                 for callback in callbacks:
                     callback(epoch, record, model)
+            if tc.time_limit is not None and epoch < tc.epochs:
+                if dist.any(dist.is_main and spent >= tc.time_limit * 60, device):  # rank 0's clock: all stop here
+                    if dist.is_main:
+                        log(_time_limit_line(tc.time_limit, epoch, tc.epochs, spent, run.path))
+                    break
     return p
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return math.fsum(finite) / len(finite) if finite else float("nan")
+
+
+def _time_limit_line(minutes: float, epoch: int, epochs: int, spent: float, path: Path) -> str:
+    return (
+        f"time limit: {minutes:g} min of training reached after epoch {epoch} of {epochs} ({spent / 60:.1f} min); "
+        f"continue with: vaelab train --resume {path} --time-limit M (M > {minutes:g})"
+    )
 
 
 def _epoch_record(

@@ -51,6 +51,21 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return OPTIMIZERS[cfg.optimizer](params, cfg.lr, cfg.weight_decay, device)
 
 
+def main_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters the run's optimiser trains: all the model's but its objective's own (FactorVAE's
+    discriminator), which the objective's auxiliary optimiser trains (`auxiliary_optimizer`)."""
+    objective = getattr(model, "objective", None)
+    own = {id(p) for p in objective.parameters()} if isinstance(objective, torch.nn.Module) else set()
+    return [p for p in model.parameters() if id(p) not in own]
+
+
+def auxiliary_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer | None:
+    """The objective's second optimiser (FactorVAE's discriminator: `objective.auxiliary_optimizer()`), built
+    once the model is on its device; None for an objective with no second update."""
+    make = getattr(getattr(model, "objective", None), "auxiliary_optimizer", None)
+    return make() if make is not None else None
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Every parameter group's learning rate, for the next step (the schedule's value, `schedule.lr_at`)."""
     for group in optimizer.param_groups:

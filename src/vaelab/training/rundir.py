@@ -6,6 +6,7 @@ RUN/metrics.jsonl               one JSON object per finished epoch
 RUN/steps.jsonl                 one JSON object per window of steps (the loss between epochs; see steplog.py)
 RUN/checkpoint.safetensors      the last checkpoint (see checkpoint.py)
 RUN/samples/epoch_NNNN.png      fixed-noise samples after each epoch (0000: untrained)
+RUN/tensorboard/                TensorBoard event files, with train.tensorboard (see tensorboard.py)
 
 A folder is a run when it holds the marker or a checkpoint. `vaelab train
 --out` starts a run only in a new folder, an empty one, or a run of its own
@@ -71,6 +72,10 @@ class RunDir:
     def samples_dir(self) -> Path:
         return self.path / "samples"
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
     def sample_path(self, epoch: int) -> Path:
         return self.samples_dir / f"epoch_{epoch:04d}.png"
 
@@ -88,6 +93,11 @@ class RunDir:
     def read_metrics_checked(self) -> tuple[list[dict[str, Any]], list[runfiles.Problem]]:
         """The good records and, for each damaged line left out, where and why (for a warning)."""
         return runfiles.read_metrics(self.metrics_path)
+
+    def training_seconds(self, through_epoch: int) -> float:
+        """The training time of the finished epochs up to `through_epoch`: their records' `seconds`, summed
+        (the time a `train.time_limit` counts; a damaged line left out counts nothing)."""
+        return sum(r["seconds"] for r in self.read_metrics() if r["epoch"] <= through_epoch)
 
     def keep_metrics_through(self, epoch: int) -> str | None:
         """Keep the good records up to `epoch` (the checkpoint's, which is the truth: later lines were written
@@ -152,13 +162,16 @@ class RunDir:
             )
 
     def start_fresh(self) -> None:
-        """Forget what a run that never reached its first checkpoint left (its metrics and samples)."""
+        """Forget what a run that never reached its first checkpoint left (its metrics, samples, event files)."""
         with os_errors(f"cannot start the run in {self.path}"):
             self.metrics_path.unlink(missing_ok=True)
             self.steps_path.unlink(missing_ok=True)
             if self.samples_dir.is_dir():
                 for grid in self.samples_dir.glob("epoch_*.png"):
                     grid.unlink()
+            if self.tensorboard_dir.is_dir():
+                for events in self.tensorboard_dir.glob("events.out.tfevents.*"):
+                    events.unlink()
             self.remove_stale_temp_files()
 
     @contextlib.contextmanager

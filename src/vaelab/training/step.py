@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -30,6 +31,8 @@ def train_step(
     dist: Dist = SINGLE,
     direct: bool = True,
     ema: EMA | None = None,
+    record_norm: Callable[[float], None] | None = None,
+    auxiliary_optimizer: torch.optim.Optimizer | None = None,
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """Minimise the batch mean of the objective's per-example loss.
 
@@ -43,6 +46,8 @@ def train_step(
     or the gradient norm is not finite, or the norm exceeds `skip_grad_norm`
     (as VDVAE does); otherwise the gradient is clipped to `grad_clip` first,
     and after the update `ema` (if any) moves towards the new weights.
+    `record_norm`, if given, gets the total gradient norm before clipping
+    (a float the guard has on the host already: no extra sync).
     `precision="bf16"` runs the networks in bf16 (matrix products and
     convolutions, as bf16 autocast does); weights, gradients and the loss
     terms are fp32 either way.
@@ -50,6 +55,10 @@ def train_step(
     Models made only of parts with hand-written backward rules take the
     direct step (`training/direct`, the same gradients without autograd)
     unless `direct=False`; the rest, and data-parallel training, autograd.
+
+    With `auxiliary_optimizer` (an objective with a second update: FactorVAE's
+    discriminator), an applied step is followed by `objective.auxiliary_step`
+    on the step's latents, whose per-example terms join the others.
     """
     weight = dist.world / (batch_size or len(x))
     fast = direct_step(model) if direct and not dist.enabled else None
@@ -71,6 +80,8 @@ def train_step(
     norms = torch._foreach_norm([p.grad for p in params]) if params else []
     *norm_values, loss_value = torch.stack([*norms, loss.detach()]).tolist()
     norm_value = math.sqrt(math.fsum(n * n for n in norm_values))  # the total norm
+    if record_norm is not None:
+        record_norm(norm_value)
     ok = math.isfinite(norm_value) and math.isfinite(loss_value)
     if skip_grad_norm is not None:
         ok = ok and norm_value <= skip_grad_norm
@@ -82,6 +93,9 @@ def train_step(
         update(optimizer)
         if ema is not None:
             ema.update(noise.current_step())  # the step of the loop's step context; None outside
+        if auxiliary_optimizer is not None:
+            objective = model.objective  # never a DDP wrapper: the trainer refuses such objectives under torchrun
+            terms |= objective.auxiliary_step(objective.latents, auxiliary_optimizer)
     return terms, applied
 
 

@@ -1,4 +1,5 @@
-"""The loss between epochs (RUN/steps.jsonl), and one hint when training slows down.
+"""The loss between epochs (RUN/steps.jsonl), a hint when training slows down, and the thread count back up
+when the machine is free again.
 
 The loop keeps running sums of the per-example terms on the device; a
 `StepLog` remembers where its window began and, at `flush`, turns the
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..runtime import fewer_threads_if_busy
+from ..runtime import fewer_threads_if_busy, more_threads_if_idle
 from .checkpoint import Progress
 from .distributed import Dist
 
@@ -62,7 +63,13 @@ class StepLog:
         self.hinted = False
 
     def start_epoch(self, sums: torch.Tensor, p: Progress) -> None:
+        """A new epoch: its own reference rate; and, after a slowdown made vaelab train on fewer threads, the
+        threads back once the other work is gone (then a later slowdown may lower them again)."""
         self.rates: list[float] = []
+        change = more_threads_if_idle()
+        if change is not None:
+            self.log(f"vaelab: the CPU is free again; now training with {change}.")
+            self.hinted = False
         self.restart(sums, p)
 
     def restart(self, sums: torch.Tensor, p: Progress) -> None:

@@ -26,12 +26,13 @@ from .checkpoint import (
 )
 from .data import Splits, prepare_splits
 from .device import resolve_device
-from .distributed import from_env, session
+from .distributed import Dist, from_env, session
 from .ema import EMA
-from .loop import EpochCallback, fit
-from .optim import build_optimizer
+from .loop import EpochCallback, StepsCallback, fit
+from .optim import auxiliary_optimizer, build_optimizer, main_parameters
 from .rundir import RunDir, default_run_dir
 from .step import step_kind
+from .tensorboard import RECONSTRUCTIONS, TensorBoard, summary_writer_class
 
 
 def start_run(
@@ -47,6 +48,8 @@ def start_run(
     if cfg.train.init_from is not None:  # recorded as an absolute path: the run's config must say which run
         source = str(Path(cfg.train.init_from).expanduser().resolve())
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=source))
+    if cfg.train.tensorboard:
+        summary_writer_class()  # a missing package is refused before a run folder exists
     with session(cfg.train.device) as (dist, device), contextlib.ExitStack() as hold:
         log = log if dist.is_main else _quiet
 
@@ -63,13 +66,15 @@ def start_run(
         if cfg.train.init_from is not None:
             init_weights(model, cfg.train.init_from)
         model = dist.sync_batchnorm(model, log)
-        optimizer = build_optimizer(model.parameters(), cfg.train)
+        optimizer = build_optimizer(main_parameters(model), cfg.train)
+        auxiliary = _attach_objective(model, splits, dist)
         ema = EMA(model, cfg.train.ema) if cfg.train.ema is not None else None
         if dist.is_main:  # only now: a run that cannot start leaves no directory behind
             hold.enter_context(run.lock())  # held until the run ends: a second process here is refused
             run.refuse_if_started()  # again, under the lock: another process may have finished a run here meanwhile
             run.start_fresh()
             run.write_config(cfg)
+        board_epochs, board_steps = _tensorboard(cfg, run, splits, ema, dist, hold, purge_step=None)
         ranks = f" x {dist.world} ranks" if dist.enabled else ""
         precision = resolve_precision(cfg.train.precision, device, model)
         log(
@@ -87,11 +92,13 @@ def start_run(
             run,
             validate=_validation(splits, cfg),
             save_samples=_save_samples,
-            callbacks=callbacks,
+            callbacks=(*board_epochs, *callbacks),
+            steps_callbacks=board_steps,
             show_progress=progress,
             log=log,
             dist=dist,
             ema=ema,
+            auxiliary_optimizer=auxiliary,
         )
         return run.path
 
@@ -145,21 +152,40 @@ def _resume_locked(
         raise VaelabError(
             f"--resume would change {', '.join(refused)}, which alters the results; start a new run with --out instead"
         )
-    with session(cfg.train.device) as (dist, device):
+    if cfg.train.tensorboard:
+        summary_writer_class()  # before any work (the run may also be resumed with --no-tensorboard)
+    with session(cfg.train.device) as (dist, device), contextlib.ExitStack() as hold:
         log = log if dist.is_main else _quiet
         if ckpt.epoch >= cfg.train.epochs:
             log(f"{run.path} already finished its {cfg.train.epochs} epochs; pass --epochs to train longer")
             return run.path
+        limit = cfg.train.time_limit
+        if limit is not None and ckpt.progress.batch == 0:  # mid-epoch, the epoch in progress ends first
+            spent = dist.from_main(lambda: run.training_seconds(ckpt.epoch))
+            if spent >= limit * 60:
+                log(
+                    f"{run.path} already trained {spent / 60:.1f} min, past its time limit of {limit:g} min; "
+                    f"pass a larger --time-limit to train longer"
+                )
+                return run.path
         threads = prepare_device(device, cfg.train.threads)
         splits = dist.main_first(lambda: prepare_splits(cfg.data, data_dir))
         require_parts(cfg)  # a plugin run imports the module that registered its networks
         model = place(build_model(cfg.model, cfg.objective, ckpt.image_shape), device)
         load_model_state(model, ckpt, where=str(run.checkpoint_path))
         model = dist.sync_batchnorm(model, log)
-        optimizer = build_optimizer(model.parameters(), cfg.train)
+        optimizer = build_optimizer(main_parameters(model), cfg.train)
         if ckpt.optimizer_state is not None:
             load_optimizer_state(optimizer, ckpt.optimizer_state, where=str(run.checkpoint_path))
             _match_param_layout(optimizer)
+        auxiliary = _attach_objective(model, splits, dist)
+        if auxiliary is not None:
+            if ckpt.auxiliary_optimizer_state is None:
+                raise VaelabError(
+                    f"{run.checkpoint_path} holds no state of the {cfg.objective.name} objective's own optimiser"
+                )
+            load_optimizer_state(auxiliary, ckpt.auxiliary_optimizer_state, where=str(run.checkpoint_path))
+            _match_param_layout(auxiliary)
         ema = EMA(model, cfg.train.ema) if cfg.train.ema is not None else None
         if ema is not None:
             ema.load_state_dict(load_ema_state(model, ckpt, where=str(run.checkpoint_path)))
@@ -170,6 +196,8 @@ def _resume_locked(
                 if repaired:  # the checkpoint is the truth
                     log(repaired)
             run.write_config(cfg)
+        # TensorBoard drops what a stopped process wrote after the checkpoint's step: no step shows twice
+        board_epochs, board_steps = _tensorboard(cfg, run, splits, ema, dist, hold, purge_step=ckpt.step + 1)
         images, size = len(splits.train), cfg.train.batch_size
         batches = images // size if cfg.train.drop_last else -(-images // size)  # per epoch, as `Batches` counts
         where = f"batch {ckpt.progress.batch + 1} of {batches} in " if ckpt.progress.batch else ""
@@ -186,16 +214,43 @@ def _resume_locked(
             validate=_validation(splits, cfg),
             save_samples=_save_samples,
             progress=ckpt.progress,
-            callbacks=callbacks,
+            callbacks=(*board_epochs, *callbacks),
+            steps_callbacks=board_steps,
             show_progress=progress,
             log=log,
             dist=dist,
             ema=ema,
+            auxiliary_optimizer=auxiliary,
         )
         return run.path
 
 
 WEIGHTS = ("ema", "raw")  # what `load_model` can load
+
+
+def _tensorboard(
+    cfg: RunConfig,
+    run: RunDir,
+    splits: Splits,
+    ema: EMA | None,
+    dist: Dist,
+    hold: contextlib.ExitStack,
+    *,
+    purge_step: int | None,
+) -> tuple[tuple[EpochCallback, ...], tuple[StepsCallback, ...]]:
+    """The loop's epoch and steps callbacks that write RUN/tensorboard (rank 0, when the config asks);
+    `hold` closes the files when the run ends, however it ends."""
+    if not (cfg.train.tensorboard and dist.is_main):
+        return (), ()
+    board = TensorBoard(
+        run.tensorboard_dir,
+        purge_step=purge_step,
+        images=splits.val.images[:RECONSTRUCTIONS],
+        samples=run.sample_path,
+        weights=ema.applied if ema is not None else contextlib.nullcontext,
+    )
+    hold.enter_context(board)
+    return (board.epoch,), (board.steps,)
 
 
 def _validation(splits: Splits, cfg: RunConfig) -> Callable[[VAE], dict]:
@@ -231,6 +286,22 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> None:
         with torch.no_grad():
             for name, param in model.named_parameters():
                 param.copy_(averaged[name])
+
+
+def _attach_objective(model: VAE, splits: Splits, dist: Dist) -> torch.optim.Optimizer | None:
+    """Give the objective what it needs beyond its config, before training: the model to check and the
+    training set's size (β-TCVAE's N, `objective.attach`); returns its own optimiser (FactorVAE's
+    discriminator's), refused under torchrun, where the discriminator's updates would differ between ranks."""
+    attach = getattr(model.objective, "attach", None)
+    if attach is not None:
+        attach(model, len(splits.train))
+    auxiliary = auxiliary_optimizer(model)
+    if auxiliary is not None and dist.enabled:
+        raise VaelabError(
+            f"the {type(model.objective).__name__} objective trains its discriminator in one process: "
+            f"it cannot run under torchrun (run it without torchrun)"
+        )
+    return auxiliary
 
 
 def _quiet(message: str) -> None:

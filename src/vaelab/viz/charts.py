@@ -64,7 +64,7 @@ def loss_figure(ctx: PlotContext):
     off_scale = []  # (x, y, value, colour): points drawn at the edge
     for label, xs, ys, colour, style, marker in series:
         ys = np.asarray(ys, dtype=float)
-        shown = ys if limits is None else np.clip(ys, *_edges(limits))
+        shown = ys if limits is None else np.clip(ys, *off_scale_edges(limits))
         last = f" (last {_short(ys[-1])})" if len(ys) else ""
         thin = marker is None
         ax.plot(
@@ -84,14 +84,14 @@ def loss_figure(ctx: PlotContext):
                     off_scale.append((xv, sv, yv, colour))
     if limits is not None:
         ax.set_ylim(*limits)
-        _mark_off_scale(ax, off_scale, limits)
+        mark_off_scale(ax, off_scale, limits)
     title = f"{ctx.config.preset} on {ctx.config.data.name}: loss per {'step and per ' if by_step else ''}epoch"
     if off_scale:
         marks = " ".join(
             m
             for m, n in (
-                ("▲", sum(p[1] >= _edges(limits)[1] for p in off_scale)),
-                ("▼", sum(p[1] <= _edges(limits)[0] for p in off_scale)),
+                ("▲", sum(p[1] >= off_scale_edges(limits)[1] for p in off_scale)),
+                ("▼", sum(p[1] <= off_scale_edges(limits)[0] for p in off_scale)),
             )
             if n
         )
@@ -138,17 +138,17 @@ def robust_range(values) -> tuple[float, float] | None:
     return low - margin, high + margin
 
 
-def _edges(limits: tuple[float, float]) -> tuple[float, float]:
+def off_scale_edges(limits: tuple[float, float]) -> tuple[float, float]:
     """Where off-scale points are drawn: just inside the limits."""
     low, high = limits
     inset = 0.035 * (high - low)
     return low + inset, high - inset
 
 
-def _mark_off_scale(ax, points: list, limits: tuple[float, float]) -> None:
+def mark_off_scale(ax, points: list, limits: tuple[float, float]) -> None:
     """Triangles at the edge for points off the scale (▲ above, ▼ below); beside each group of nearby ones,
     their true value (or range of values)."""
-    high = _edges(limits)[1]
+    high = off_scale_edges(limits)[1]
     left, right = ax.get_xlim()
     x_span = abs(right - left) or 1.0
     for above in (True, False):

@@ -21,6 +21,7 @@ from .charts import plot_error_hist, plot_latent, plot_loss
 from .context import PlotContext, Skip
 from .decoded import check_dims, plot_interpolation, plot_manifold, plot_reconstructions, plot_samples, plot_traversals
 from .progress import plot_progress
+from .time_chart import plot_time
 
 DEFAULT_LIMIT = 2000  # test images: the data pictures take a few seconds on a CPU
 
@@ -33,6 +34,7 @@ class Picture(NamedTuple):
 PICTURES: Registry[Picture] = Registry("plot")
 for _name, _picture in [
     ("loss", Picture("loss.png", plot_loss)),
+    ("time", Picture("time.png", plot_time)),
     ("reconstructions", Picture("reconstructions.png", plot_reconstructions)),
     ("samples", Picture("samples.png", plot_samples)),
     ("progress", Picture("progress.gif", plot_progress)),
@@ -61,7 +63,7 @@ def plot_run(
 ) -> list[Path]:
     """Draw the pictures of a run (all, or those named in `only`) into RUN/plots/ (or `out`).
 
-    only: names from `PICTURES` (loss, reconstructions, samples, progress, latent, manifold,
+    only: names from `PICTURES` (loss, time, reconstructions, samples, progress, latent, manifold,
         error_hist, interpolation, traversals), as a list or a comma-separated string.
     limit: how many test images (a random subset, fixed by the seed) the data pictures use.
     seed: fixes every random draw; each picture has its own stream.

@@ -78,7 +78,7 @@ class GroupBlock(nn.Module):
 
     def merge(self, state: torch.Tensor, feature: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         """The state after this group: s + f(s) + W z, then the residual blocks."""
-        z_map = self.z_proj(z.reshape(len(z), *self.shape).to(state.dtype))
+        z_map = self.z_proj(z.unflatten(1, self.shape).to(state.dtype))  # (B, D) -> (B, C, r, r)
         state = state + z_map if feature is None else state + feature + z_map
         return self.res(state)
 
@@ -124,7 +124,7 @@ class TopDown(nn.Module):
     def top_posterior(self, acts: Sequence[torch.Tensor]) -> DiagGaussian:
         """q(z_1 | x): the top group's posterior, which depends on x alone."""
         top = self.groups[0]
-        state = self._initial(len(acts[0]))
+        state = self._initial(acts[0].shape[0])  # shape[0], not len(): a symbolic batch size stays one in export
         return top.posterior(state, self._activation(acts, top), top.prior(state)[0])
 
     def posterior_pass(
@@ -175,7 +175,7 @@ class TopDown(nn.Module):
     ) -> Trace:
         """The trace from top latents z (n, D_1), the lower groups drawn from their priors, group l at
         `temperatures[l - 1]` (1 where not given; 0: the prior's mean); noise from `generator` (CPU)."""
-        state = self._initial(len(z_top))
+        state = self._initial(z_top.shape[0])
         groups = []
         for i, block in enumerate(self.groups):
             state = resample(state, block.shape[-1])
@@ -185,8 +185,11 @@ class TopDown(nn.Module):
             else:
                 t = temperatures[i - 1] if i - 1 < len(temperatures) else 1.0
                 mu = p.dist.mu
-                eps = torch.randn(mu.shape, generator=generator).to(mu.device, mu.dtype)
-                z = mu + (t * p.dist.std) * eps if t else mu
+                if t:  # no draw at 0: the exported (ONNX) decoder holds no random op
+                    eps = torch.randn(mu.shape, generator=generator).to(mu.device, mu.dtype)
+                    z = mu + (t * p.dist.std) * eps
+                else:
+                    z = mu
             state = block.merge(state, feature, z)
             groups.append(Group(None, p, z, block.shape))
         return Trace(tuple(groups), self.out(state))
