@@ -45,10 +45,15 @@ def _train(photos: Path, out: Path, *flags: str) -> list[str]:
     ]
 
 
-def test_the_default_preset_does_not_binarise_colour_photos(photos, tmp_path, capsys):
-    err = one_line_error(capsys, _train(photos, tmp_path / "run"))
-    assert "binarises its images" in err and "--preset conv16" in err and "--binarize static" in err
-    assert not (tmp_path / "run").exists()
+def test_a_folder_trains_folder_hvae_in_colour_and_binarising_presets_are_refused(photos, tmp_path, capsys):
+    assert main(_train(photos, tmp_path / "run")) == 0  # no --preset: folder-hvae, 8-bit colour
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("training folder-hvae on folder:")
+    config = (tmp_path / "run" / "config.toml").read_text()
+    assert 'binarize = "none"' in config and 'likelihood = "discretized-logistic-mixture"' in config
+    err = one_line_error(capsys, _train(photos, tmp_path / "cvae2", "--preset", "cvae2"))
+    assert "binarises its images" in err and "--preset folder-hvae" in err and "--binarize static" in err
+    assert not (tmp_path / "cvae2").exists()
 
 
 def test_nor_cifar10(capsys, tmp_path):
@@ -57,8 +62,9 @@ def test_nor_cifar10(capsys, tmp_path):
 
 
 def test_binarising_colour_when_asked_and_grey_images(photos, tmp_path, capsys):
-    assert main(_train(photos, tmp_path / "asked", "--binarize", "static")) == 0
-    assert main(_train(photos, tmp_path / "grey", "--grayscale")) == 0  # grey pictures binarise as digits do
+    assert main(_train(photos, tmp_path / "asked", "--preset", "cvae2", "--binarize", "static")) == 0
+    grey = _train(photos, tmp_path / "grey", "--preset", "cvae2", "--grayscale")
+    assert main(grey) == 0  # grey pictures binarise as digits do
 
 
 def test_a_small_folder_validates_on_a_tenth(photos, tmp_path, capsys):

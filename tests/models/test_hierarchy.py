@@ -175,7 +175,7 @@ def test_sampling_takes_one_temperature_or_one_per_group():
     [
         (dict(resolutions=(16, 6)), "cannot reach a 6x6 feature map"),
         (dict(resolutions=(8, 8)), "cannot reach a 8x8 feature map"),
-        (dict(resolutions=(32,)), "cannot reach a 32x32"),
+        (dict(resolutions=(32,)), "another size than these 16x16 ones: resize the images with --image-size 32"),
         (dict(latent_dim=32), "cannot be wider"),
         (dict(encoder="resnet"), "needs its bottom-up half"),
     ],
