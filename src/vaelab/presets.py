@@ -177,20 +177,9 @@ _add(
     "at 7x7, 64 channels, one residual block per resolution and group; KL warm-up over 2,000 steps and 0.5 free "
     "nats per group.",
     data=DataConfig(name="fashion-mnist"),
-    model=ModelConfig(
-        encoder="hvae",
-        decoder="hvae",
-        latent_dim=8,
-        likelihood="discretized-logistic-mixture",
-        width=64,
-        depth=1,
-        resolutions=(7, 1),
-        groups=4,
-    ),
-    objective=ObjectiveConfig(kl="analytic", kl_warmup_steps=2000, free_bits=0.5, free_bits_per="group"),
-    train=TrainConfig(
-        optimizer="adam", lr=2e-3, lr_schedule="cosine", warmup_steps=200, ema=0.999, batch_size=128, epochs=15
-    ),
+    model=dataclasses.replace(PRESETS["mnist-hvae"].config.model, likelihood="discretized-logistic-mixture"),
+    objective=dataclasses.replace(PRESETS["mnist-hvae"].config.objective, kl_warmup_steps=2000),
+    train=dataclasses.replace(PRESETS["mnist-hvae"].config.train, epochs=15),
 )
 
 _add(
