@@ -133,7 +133,11 @@ def robust_range(values) -> tuple[float, float] | None:
     inside = finite[np.abs(finite - median) <= OUTLIER_SPREADS * spread]
     if len(inside) == len(finite) and not np.isinf(v).any():  # NaNs are not drawn: no reason for limits
         return None
-    low, high = float(inside.min()), float(inside.max())
+    return padded(float(inside.min()), float(inside.max()))
+
+
+def padded(low: float, high: float) -> tuple[float, float]:
+    """y limits around [low, high] with a margin of 12% of the span (5% of the value, or 1, for a flat one)."""
     margin = 0.12 * (high - low) or 0.05 * abs(high) or 1.0
     return low - margin, high + margin
 

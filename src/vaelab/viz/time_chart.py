@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import EIGHT_BIT_LIKELIHOODS, RunConfig
 from ..evaluation.summary import nats_per_bit_dim
-from .charts import mark_off_scale, off_scale_edges, robust_range
+from .charts import mark_off_scale, off_scale_edges, padded, robust_range
 from .context import PlotContext, Skip
 from .figures import FONT, new_figure, save_figure
 
@@ -147,9 +147,7 @@ def _zoomed_range(curves) -> tuple[float, float] | None:
     )
     if not len(later) or not np.isfinite(later).all():
         return None
-    low, high = float(later.min()), float(later.max())
-    margin = 0.12 * (high - low) or 0.05 * abs(high) or 1.0
-    return low - margin, high + margin
+    return padded(float(later.min()), float(later.max()))
 
 
 def duration(minutes: float) -> str:
