@@ -365,3 +365,24 @@ def test_tar_member_too_large_is_refused(tmp_path, monkeypatch):
     with pytest.raises(VaelabError, match=r"entry 'cifar-10-batches-py/\w+' claims \d+ bytes"):
         load_images("cifar10", "test", data_dir=tmp_path, download=False)
     assert not (directory / BATCH_DIR).exists()
+
+
+def test_a_test_split_sorted_by_class_loads_in_a_fixed_mixed_order(tmp_path):
+    batch_dir = tmp_path / "cifar10" / BATCH_DIR
+    write_cifar_like(batch_dir)
+    data = np.arange(40 * 3072, dtype=np.int64).reshape(40, 3072).astype(np.uint8)
+    data[:, 0] = np.arange(40)  # each image's first pixel names it
+    labels = [k // 4 for k in range(40)]  # 4 of each class, class by class
+    batch = {b"batch_label": b"test", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * 40}
+    (batch_dir / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    test = load_images("cifar10", "test", data_dir=tmp_path, download=False)
+    order = test.images[:, 0, 0, 0].long()
+    assert sorted(order.tolist()) == list(range(40)) and order.tolist() != list(range(40))
+    assert test.labels.tolist() == [labels[i] for i in order.tolist()]  # images keep their labels
+    assert len(set(test.labels[:10].tolist())) >= 5  # the first ten hold many classes, not two
+    again = load_images("cifar10", "test", data_dir=tmp_path / ".." / tmp_path.name, download=False)
+    assert torch.equal(again.images, test.images)  # the same order every time
+    train = load_images("cifar10", "train", data_dir=tmp_path, download=False)
+    assert torch.equal(
+        train.images.reshape(15, -1)[:3], torch.from_numpy(write_cifar_like(tmp_path / "x")["data_batch_1"][0])
+    )

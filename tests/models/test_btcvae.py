@@ -109,6 +109,7 @@ def test_terms_are_per_example_and_the_elbo_stays_the_analytic_one():
     torch.manual_seed(1)
     terms = model(x)
     assert set(terms) == {"loss", "elbo", "recon", "kl", "mi", "tc", "dwkl"}
+    assert model.objective.extra_terms == ("mi", "tc", "dwkl")  # what the training loop sums and logs
     assert all(t.shape == (8,) and torch.isfinite(t).all() for t in terms.values())
     q = model.encode(x)
     torch.testing.assert_close(terms["kl"], q.kl_per_dim().sum(-1))

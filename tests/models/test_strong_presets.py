@@ -20,6 +20,7 @@ OWN_PARAMS = {
     "cifar-hvae": 439_616,
     "fashion-hvae": 338_688,
     "folder-hvae": 439_616,
+    "shapes-vae": 690_517,
 }
 
 

@@ -152,7 +152,8 @@ def test_the_old_progress_entries_still_load_and_are_checked(ckpt):
     "name, tensor, why",
     [
         ("progress.sums", torch.zeros(3, dtype=torch.float64), "progress.sums holds 3"),
-        ("progress.sums", torch.zeros(4, dtype=torch.int64), "not 4 floats"),
+        ("progress.sums", torch.zeros(4, dtype=torch.int64), "not a row of 4 or more floats"),
+        ("progress.sums", torch.zeros(2, 2, dtype=torch.float64), "holds 4 torch.float64 values"),
         ("rng.torch", torch.zeros(10, dtype=torch.uint8), "rng.torch is not a generator state"),
         ("rng.cuda.x", torch.zeros(16, dtype=torch.uint8), "unknown generator 'cuda.x'"),
     ],
@@ -161,6 +162,11 @@ def test_damaged_progress_and_generator_tensors_are_one_line(ckpt, name, tensor,
     _rewrite(ckpt, tensors={name: tensor})
     with pytest.raises(VaelabError, match=why):
         load_checkpoint(ckpt)
+
+
+def test_running_sums_of_an_objectives_extra_terms_load_whole(ckpt):
+    _rewrite(ckpt, tensors={"progress.sums": torch.arange(7, dtype=torch.float32)})  # β-TCVAE's: 4 + mi, tc, dwkl
+    assert torch.equal(load_checkpoint(ckpt).progress.sums, torch.arange(7, dtype=torch.float64))
 
 
 def test_without_the_optimizer_its_state_is_neither_read_nor_checked(ckpt):

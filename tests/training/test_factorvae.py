@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 
@@ -99,6 +100,10 @@ def test_a_tiny_run_trains_and_its_checkpoint_holds_the_discriminator_and_its_op
     model = result.model.train()
     terms = model(torch.rand(16, 1, 16, 16))
     assert torch.isfinite(terms["tc"]).all() and terms["tc"].shape == (16,)
+    assert model.objective.extra_terms == ("tc",) and ckpt.progress.sums.shape == (5,)  # the loop sums tc too
+    steps = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    (record,) = _metrics(tmp_path / "run")
+    assert all(math.isfinite(line["tc"]) and "mi" not in line for line in steps) and math.isfinite(record["train_tc"])
     assert load_checkpoint(tmp_path / "run", with_optimizer=False).auxiliary_optimizer_state is None
 
 

@@ -49,16 +49,26 @@ def _stop_at(monkeypatch, step_no: int, signum=signal.SIGTERM):
     monkeypatch.setattr("vaelab.training.loop.train_step", wrapped)
 
 
-@pytest.mark.parametrize("stop_step, signum", [(4, signal.SIGTERM), (6, signal.SIGINT), (14, signal.SIGTERM)])
-def test_signal_mid_epoch_then_resume_is_bit_identical(tmp_path, monkeypatch, stop_step, signum):
-    straight = vaelab.train(out=tmp_path / "straight", epochs=3, **TINY)
+@pytest.mark.parametrize(
+    "stop_step, signum, objective",
+    [
+        (4, signal.SIGTERM, {}),
+        (6, signal.SIGINT, {}),
+        (14, signal.SIGTERM, {}),
+        (4, signal.SIGTERM, dict(objective="btcvae", tc_weight=6.0)),  # its running sums of mi, tc, dwkl too
+    ],
+    ids=["sigterm-4", "sigint-6", "sigterm-14", "btcvae-sigterm-4"],
+)
+def test_signal_mid_epoch_then_resume_is_bit_identical(tmp_path, monkeypatch, stop_step, signum, objective):
+    straight = vaelab.train(out=tmp_path / "straight", epochs=3, **objective, **TINY)
 
     _stop_at(monkeypatch, stop_step, signum)
     with pytest.raises(TrainingStopped, match="continue with: vaelab train --resume") as e:
-        vaelab.train(out=tmp_path / "stopped", epochs=3, **TINY)
+        vaelab.train(out=tmp_path / "stopped", epochs=3, **objective, **TINY)
     assert e.value.exit_code == (143 if signum == signal.SIGTERM else 130)
     ckpt = load_checkpoint(tmp_path / "stopped")
     assert ckpt.step == stop_step and ckpt.progress.batch == (stop_step - 1) % 6 + 1  # 96 images / 16 = 6 steps
+    assert ckpt.progress.sums.shape == (7 if objective else 4,)  # btcvae's: loss, elbo, recon, kl, mi, tc, dwkl
     monkeypatch.undo()
 
     vaelab.resume(tmp_path / "stopped", progress=False, log=lambda line: None)

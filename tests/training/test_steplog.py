@@ -16,7 +16,7 @@ from vaelab.training import loop, steplog
 from vaelab.training.checkpoint import Progress, load_checkpoint
 from vaelab.training.distributed import Dist
 from vaelab.training.rundir import RunDir
-from vaelab.training.runfiles import OPTIONAL_STEPS, STEPS_FIELDS, read_steps
+from vaelab.training.runfiles import STEPS_FIELDS, read_steps
 from vaelab.training.steplog import StepLog, slowdown, slowdown_hint
 
 TINY = dict(dataset="shapes", image_size=16, limit=256, val_size=32, batch_size=8, progress=False)  # 32 steps/epoch
@@ -40,7 +40,7 @@ def test_steps_jsonl_has_a_line_per_window_that_adds_up_to_the_epoch(tmp_path, m
         (62, 2),
         (64, 2),
     ]
-    assert all(set(r) == set(STEPS_FIELDS) | set(OPTIONAL_STEPS) for r in lines)
+    assert all(set(r) == set(STEPS_FIELDS) | {"beta"} for r in lines)  # no extra terms: an elbo run
     assert RunDir(run.path).read_steps_checked() == (lines, [])
     for r in lines:
         assert r["loss"] == pytest.approx(r["recon"] + r["kl"])  # mlp2: beta 1
@@ -146,6 +146,18 @@ def test_the_hint_is_said_once_per_run(monkeypatch):
     assert said == [slowdown_hint(2000.0, 125.0)]
     assert written[1] == {"step": 20, "epoch": 1, "loss": 3.0, "recon": 2.0, "kl": 1.0, "images_per_s": 2000.0}
     assert log.flush(1, p, sums) is None  # no step since the last line: no line
+
+
+def test_an_objectives_extra_terms_follow_the_kl():
+    written = []
+    log = StepLog(written.append, lambda line: None, Dist(), extra=("mi", "tc", "dwkl"))
+    p, sums = Progress(), torch.zeros(7, dtype=torch.float64)  # loss, elbo, recon, kl, mi, tc, dwkl
+    log.restart(sums, p)
+    p.step, p.images = 2, 32
+    sums += torch.tensor([3.0, -3.0, 2.0, 1.0, 0.25, 0.5, 0.25], dtype=torch.float64) * 32
+    line = log.flush(1, p, sums)
+    assert list(line) == ["step", "epoch", "loss", "recon", "kl", "mi", "tc", "dwkl", "images_per_s"]
+    assert (line["mi"], line["tc"], line["dwkl"]) == (0.25, 0.5, 0.25) and written == [line]
 
 
 def test_the_loop_does_not_import_evaluation_or_viz():

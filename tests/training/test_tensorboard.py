@@ -14,7 +14,7 @@ from vaelab.cli import main
 from vaelab.errors import VaelabError
 from vaelab.training import loop
 from vaelab.training.checkpoint import load_checkpoint
-from vaelab.training.tensorboard import _epoch_scalars
+from vaelab.training.tensorboard import TensorBoard, _epoch_scalars
 
 from clihelp import one_line_error
 
@@ -132,4 +132,18 @@ def test_epoch_records_become_val_and_epoch_tags_with_a_hierarchys_groups():
         ("val/kl_1", 2.0),
         ("val/kl_2", 0.5),
         ("epoch/seconds", 1.5),
+    ]
+
+
+@needs_tensorboard
+def test_an_objectives_extra_terms_become_train_tags(tmp_path):
+    line = {"step": 2, "epoch": 1, "loss": 5.0, "recon": 4.0, "kl": 1.0, "mi": 0.25, "tc": 0.5, "dwkl": 0.25}
+    with TensorBoard(tmp_path / "tensorboard") as board:
+        board.steps({**line, "images_per_s": 9.0})
+    events = _events(tmp_path)
+    assert [_points(events, f"train/{name}") for name in ("mi", "tc", "dwkl")] == [[(2, 0.25)], [(2, 0.5)], [(2, 0.25)]]
+    assert _epoch_scalars({"epoch": 1, "step": 6, "train_kl": 1.0, "train_mi": 0.25, "train_tc": 0.5}) == [
+        ("epoch/train_kl", 1.0),
+        ("epoch/train_mi", 0.25),
+        ("epoch/train_tc", 0.5),
     ]

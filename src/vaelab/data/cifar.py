@@ -1,5 +1,8 @@
 """CIFAR-10, python layout: `ROOT/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`.
 
+A test split stored sorted by class (as a rebuild from per-class folders is) is loaded in one fixed
+shuffled order, so that any first N test images are a sample of every class.
+
 When batch files are missing but `ROOT/cifar10/cifar-10-python.tar.gz` is there
 (or can be downloaded), it is md5-checked and extracted: every member is
 checked first (only regular files and folders under `cifar-10-batches-py/`),
@@ -46,6 +49,7 @@ SPLIT_FILES = {
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)
 MAX_MEMBER_BYTES = 64 << 20  # a batch file is 31 MB; refuse anything that would fill the disk
+TEST_ORDER_SEED = 10  # the fixed permutation of a test split stored sorted by class (`load_cifar10`)
 
 
 def _latin1_encode(text: object, encoding: object) -> bytes:
@@ -240,6 +244,12 @@ def load_cifar10(directory: Path, split: str, *, download: bool) -> ImageSet:
     batches = [read_batch(batch_dir / name) for name in needed]
     data = np.concatenate([d for d, _ in batches])  # (N, 3072): 1024 red, 1024 green, 1024 blue
     labels = np.concatenate([batch_labels for _, batch_labels in batches])
+    if split == "test" and len(np.unique(labels)) == len(CLASS_NAMES) and (np.diff(labels) >= 0).all():
+        # A copy stored sorted by class (a rebuild from per-class folders: 1,000 airplanes, then 1,000
+        # automobiles, ...) would make "the first N test images" a few classes; one fixed permutation gives a
+        # mixed order. The official test_batch is in a random order already and is left as it is.
+        order = np.random.default_rng(TEST_ORDER_SEED).permutation(len(labels))
+        data, labels = data[order], labels[order]
     return ImageSet(
         images=torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE)),  # (N, 3, 32, 32)
         labels=torch.from_numpy(labels),

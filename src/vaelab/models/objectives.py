@@ -22,6 +22,8 @@ Disentangling objectives (single latent group; `elbo`, `recon`, `kl` stay the EL
              (`tc_decomposition`); alpha, beta, gamma are `mi_weight`, `tc_weight`, `dwkl_weight`.
   factorvae  FactorVAE (Kim & Mnih 2018): loss = -elbo + gamma * tc, the TC estimated by a discriminator
              (`tc_weight` is gamma) that the training step trains after each update (`auxiliary_step`).
+An objective's `extra_terms` (btcvae: mi, tc, dwkl; factorvae: tc) are the terms beyond loss, elbo, recon and kl
+that training sums and logs (steps.jsonl, metrics.jsonl as train_<name>).
 """
 
 from __future__ import annotations
@@ -217,6 +219,8 @@ class BetaTCVAE:
     (`attach`); `elbo`, `recon` and `kl` are the ELBO's (the KL analytic or single-sample, as `kl` says).
     """
 
+    extra_terms = ("mi", "tc", "dwkl")  # per-example terms the training loop sums and logs beside the ELBO's
+
     def __init__(self, cfg: ObjectiveConfig) -> None:
         self.alpha, self.beta_tc, self.gamma = cfg.mi_weight, cfg.tc_weight, cfg.dwkl_weight
         self.estimator = cfg.tc_estimator
@@ -291,6 +295,8 @@ class FactorVAE(nn.Module):
     here one batch is split in halves, as common implementations do: D learns to tell the first half's z
     (label 1) from the second half's with every dim permuted over the rows (label 0).
     """
+
+    extra_terms = ("tc",)  # summed and logged by the training loop; not disc_loss, absent for a batch of one
 
     def __init__(self, cfg: ObjectiveConfig, *, model: ModelConfig) -> None:
         super().__init__()

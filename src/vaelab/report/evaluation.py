@@ -10,6 +10,7 @@ from typing import Any
 
 from ..evaluation.disentanglement.measure import KEYS as DISENTANGLEMENT_KEYS
 from ..training.runfiles import EVAL_FIELDS, saved_at
+from ..viz.context import dim_factors
 
 SHOWN = set(EVAL_FIELDS) | set(DISENTANGLEMENT_KEYS)  # what this version saves; any other key: another version
 
@@ -200,14 +201,14 @@ def evaluation_rows(e: dict) -> list[tuple[str, str, str, str]]:
 def disentanglement_rows(e: dict) -> list[tuple[str, str, str, str]]:
     """The rows of `vaelab evaluate --disentanglement`'s metrics (docs/evaluation.md, "Disentanglement")."""
     esc = html.escape
-    names = [str(f) for f in e.get("disentanglement_factors") or []]
+    factors = dim_factors(e)  # the same reading as the traversals' labels (viz.decoded)
+    names, best = factors.names, factors.best_dim
 
     def per_factor(key: str, suffix=lambda i: "") -> str:
         values = e.get(key) or []
         return esc(", ".join(f"{f} {number(v)}{suffix(i)}" for i, (f, v) in enumerate(zip(names, values))))
 
-    best = e.get("mig_best_dim") or []
-    dims = e.get("dci_factor_of_dim") or []
+    dims = factors.factor_of_dim
     return [
         (
             "MIG",
@@ -215,7 +216,7 @@ def disentanglement_rows(e: dict) -> list[tuple[str, str, str, str]]:
             "0 to 1",
             "Mutual information gap (Chen et al. 2018): per factor, the information of the best dim minus the "
             "second's, over the factor's entropy; 1: one dim per factor. Per factor (its best dim): "
-            + per_factor("mig_per_factor", lambda i: f" (z{best[i]})" if i < len(best) else ""),
+            + per_factor("mig_per_factor", lambda i: f" (z{best[i]})" if i < len(best) and best[i] is not None else ""),
         ),
         (
             "FactorVAE score",

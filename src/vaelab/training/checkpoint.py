@@ -5,7 +5,8 @@ Tensors:  model.<name>            weights and buffers (state_dict)
           auxiliary_optimizer.<i>.<key>  the same of the objective's own optimiser (FactorVAE's discriminator)
           ema.<name>              the moving average of each parameter (runs with train.ema)
           rng.torch, rng.cuda.<i> random generator states
-          progress.sums           running sums of the epoch in progress (mid-epoch saves)
+          progress.sums           running sums of the epoch in progress (mid-epoch saves): loss, elbo,
+                                  recon, kl, then the objective's `extra_terms` (4 before vaelab had them)
 Metadata (strings): format, version, config (JSON), image_shape,
           progress (JSON: where in the epoch the save was made), and the
           optimisers' non-tensor state (JSON: optimizer, auxiliary_optimizer).
@@ -50,7 +51,7 @@ class Progress:
     skipped: int = 0  # updates skipped by the numerical guards, in total
     images: int = 0  # images of the epoch in progress whose update was applied
     sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
-    # sums: loss, elbo, recon, kl summed over those images
+    # sums: loss, elbo, recon, kl, then the objective's `extra_terms` (the loop widens these), over those images
 
 
 @dataclass
@@ -240,9 +241,9 @@ def _progress(metadata: dict[str, str], sums: torch.Tensor | None) -> Progress:
             raise ValueError(f"{key} is {reprlib.repr(value)}, not a whole number >= 0")
     progress = Progress(**values)
     if sums is not None:
-        if sums.numel() != 4 or not sums.is_floating_point():
-            raise ValueError(f"progress.sums holds {sums.numel()} {sums.dtype} values, not 4 floats")
-        progress.sums = sums.reshape(4).double()
+        if sums.dim() != 1 or sums.numel() < 4 or not sums.is_floating_point():  # how many: the loop checks
+            raise ValueError(f"progress.sums holds {sums.numel()} {sums.dtype} values, not a row of 4 or more floats")
+        progress.sums = sums.double()
     return progress
 
 

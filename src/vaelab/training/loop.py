@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from ..errors import TrainingStopped
+from ..errors import TrainingStopped, VaelabError
 from ..models.noise import step_noise
 from ..models.vae import VAE
 from ..progress import ProgressBar
@@ -32,7 +32,7 @@ EpochCallback = Callable[[int, dict, VAE], None]
 StepsCallback = Callable[[dict], None]  # a steps.jsonl line with lr, skipped_steps and grad_norm added
 Validate = Callable[[VAE], dict]  # model -> {"elbo", "recon", "kl"}: means over the validation split
 SaveSamples = Callable[[VAE, int, int, Path], None]  # (model, n, seed, path): n samples drawn with seed, saved
-TERMS = ("loss", "elbo", "recon", "kl")
+TERMS = ("loss", "elbo", "recon", "kl")  # every objective's; its `extra_terms` (β-TCVAE's mi, tc, dwkl) follow
 LOG_EVERY = 50  # batches between two lines of steps.jsonl (each one host sync)
 
 
@@ -62,7 +62,9 @@ def fit(
     metrics.jsonl, a fixed-noise sample grid (`save_samples`), and an atomic
     checkpoint, in that order; with `checkpoint_every`, also every N steps.
     Every `LOG_EVERY` batches, before each checkpoint and at each epoch's end,
-    the losses since the last line go to steps.jsonl (`StepLog`). A SIGINT or
+    the losses since the last line go to steps.jsonl (`StepLog`): the means of
+    `TERMS` and of the objective's `extra_terms`, which metrics.jsonl has as
+    train_<name> too. A SIGINT or
     SIGTERM finishes the step in progress, checkpoints and raises
     `TrainingStopped`. Updates with a non-finite loss or gradient are skipped
     (counted); `max_skips` of them in a row stop the run. Under torchrun
@@ -103,6 +105,7 @@ def fit(
         with averaged():
             save_samples(model, tc.sample_grid, tc.seed, run.sample_path(0))
     beta_at = getattr(model.objective, "beta_at", None)  # the KL's weight in force at a step, for the logs
+    names = TERMS + tuple(getattr(model.objective, "extra_terms", ()))  # the per-example terms summed, in order
     steps_callbacks = tuple(steps_callbacks) if dist.is_main else ()
     norms: list[float] = []  # the window's gradient norms, kept for `steps_callbacks` only
 
@@ -114,7 +117,7 @@ def fit(
             for callback in steps_callbacks:
                 callback({**line, **extra})
 
-    steps = StepLog(write_steps if dist.is_main else None, log, dist, beta_at=beta_at)
+    steps = StepLog(write_steps if dist.is_main else None, log, dist, beta_at=beta_at, extra=names[len(TERMS) :])
     # the training seconds of the epochs finished before this call (a resume's); rank 0's decide when to stop
     spent = run.training_seconds(p.epoch) if tc.time_limit is not None and dist.is_main else 0.0
 
@@ -136,8 +139,9 @@ def fit(
     with StopRequests() as stop:
         for epoch in range(p.epoch + 1, tc.epochs + 1):
             model.train()
-            # loss, elbo, recon, kl summed over this rank's images of applied steps
-            sums = p.sums.to(device) if dist.is_main else torch.zeros(4, dtype=torch.float64, device=device)
+            # `names` summed over this rank's images of applied steps (rank 0 carries a resume's)
+            sums = _resumed_sums(p, names)
+            sums = (sums if dist.is_main else torch.zeros_like(sums)).to(device)
             consecutive_skips = 0
             start = time.perf_counter() - p.seconds
             steps.start_epoch(sums, p)
@@ -168,7 +172,7 @@ def fit(
                 p.step, p.batch = p.step + 1, p.batch + 1
                 if applied:
                     consecutive_skips = 0
-                    sums += torch.stack([terms[k] for k in TERMS]).sum(1, dtype=torch.float64)  # 3 operations, not 7
+                    sums += torch.stack([terms[k] for k in names]).sum(1, dtype=torch.float64)  # 3 operations
                     p.images += n
                 else:
                     p.skipped, consecutive_skips = p.skipped + 1, consecutive_skips + 1
@@ -204,13 +208,14 @@ def fit(
             if dist.is_main:
                 with averaged():
                     val = validate(model)
-                record = _epoch_record(epoch, p, sums, seconds, val, splits.val_name, beta_at)
+                record = _epoch_record(epoch, p, sums, seconds, val, splits.val_name, beta_at, names)
                 log(format_epoch(record))
                 run.append_metrics(record)
                 if tc.sample_grid:
                     with averaged():
                         save_samples(model, tc.sample_grid, tc.seed, run.sample_path(epoch))
-            p.epoch, p.batch, p.seconds, p.images, p.sums = epoch, 0, 0.0, 0, torch.zeros(4, dtype=torch.float64)
+            p.epoch, p.batch, p.seconds, p.images = epoch, 0, 0.0, 0
+            p.sums = torch.zeros(len(names), dtype=torch.float64)
             checkpoint()
             if dist.is_main:
                 for callback in callbacks:
@@ -221,6 +226,20 @@ def fit(
                         log(_time_limit_line(tc.time_limit, epoch, tc.epochs, spent, run.path))
                     break
     return p
+
+
+def _resumed_sums(p: Progress, names: tuple[str, ...]) -> torch.Tensor:
+    """The running sums of `names` (float64) the epoch in progress goes on from. A checkpoint of a vaelab before
+    the extra terms holds loss, elbo, recon and kl only: the extra terms' sums are then NaN (unknown), and stay
+    so in steps.jsonl, metrics.jsonl and checkpoints until that epoch ends."""
+    saved, width = p.sums.double(), len(names)
+    if len(saved) > width:
+        raise VaelabError(
+            f"the checkpoint holds running sums of {len(saved)} terms, more than this objective's {width} "
+            f"({', '.join(names)}): it is damaged or was saved for another objective"
+        )
+    missing = torch.full((width - len(saved),), math.nan if p.images else 0.0, dtype=torch.float64)
+    return torch.cat([saved, missing])
 
 
 def _mean(values: list[float]) -> float:
@@ -244,11 +263,12 @@ def _epoch_record(
     val: dict,
     val_split: str,
     beta_at: Callable[[int], float] | None = None,
+    names: tuple[str, ...] = TERMS,
 ) -> dict:
-    """The metrics line of a finished epoch: training means, the validation ELBO, timing, and (`train_beta`)
-    the KL's weight in force at the epoch's last step."""
+    """The metrics line of a finished epoch: training means (`sums` of `names`; train_<name> for the terms past
+    `TERMS`), the validation ELBO, timing, and (`train_beta`) the KL's weight in force at the epoch's last step."""
     images = p.images
-    loss, elbo, recon, kl = (v / images if images else float("nan") for v in sums.tolist())
+    loss, elbo, recon, kl, *extra = (v / images if images else float("nan") for v in sums.tolist())
     beta = {} if beta_at is None else {"train_beta": beta_at(p.step - 1)}
     groups = sorted((int(key[3:]), value) for key, value in val.items() if key.startswith("kl_") and key[3:].isdigit())
     per_group = {"val_kl_groups": [value for _, value in groups]} if groups else {}  # a hierarchy's, top first
@@ -260,6 +280,7 @@ def _epoch_record(
         "train_elbo": elbo,
         "train_recon": recon,
         "train_kl": kl,
+        **{f"train_{name}": value for name, value in zip(names[len(TERMS) :], extra, strict=True)},
         **beta,
         "val_split": val_split,
         "val_elbo": val["elbo"],

@@ -1,15 +1,18 @@
 """The files vaelab reads back from a run directory, each checked against its schema once, when it is read.
 
 metrics.jsonl  one object per finished epoch with `METRICS_FIELDS` (the loop's
-               `_epoch_record`), and `train_beta` where it was logged
-               (`OPTIONAL_METRICS`: older files lack it); more keys may
+               `_epoch_record`), and, where they were logged
+               (`OPTIONAL_METRICS`), `train_beta` (older files lack it) and
+               an objective's extra terms (β-TCVAE's train_mi, train_tc,
+               train_dwkl; FactorVAE's train_tc); more keys may
                follow. A line that is not UTF-8, not JSON, not an object,
                lacks a key, holds a value of the wrong type, or does not
                come after the epoch before it is left out and reported as a
                `Problem`: one damaged line never costs the others.
 steps.jsonl    one object per window of training steps with `STEPS_FIELDS`
-               (see `training.steplog`), `step` increasing, and `beta` where
-               it was logged (`OPTIONAL_STEPS`); checked as metrics.jsonl is.
+               (see `training.steplog`), `step` increasing, and `beta` and
+               the extra terms (mi, tc, dwkl) where they were logged
+               (`OPTIONAL_STEPS`); checked as metrics.jsonl is.
 eval.json      one object, as `vaelab evaluate` writes it: `EVAL_REQUIRED`
                keys, `EVAL_FIELDS` typed, any other key a JSON scalar or a
                flat list of them (what the report can show). It is the
@@ -187,6 +190,7 @@ METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
 OPTIONAL_METRICS: dict[str, Callable[[Any], Any]] = {  # checked where present
     "train_beta": _number,
     "val_kl_groups": _list_of(_number),  # a hierarchy's KL per latent group, top first
+    **{f"train_{key}": _number for key in ("mi", "tc", "dwkl")},  # an objective's `extra_terms`
 }
 
 
@@ -229,7 +233,10 @@ STEPS_FIELDS: dict[str, Callable[[Any], Any]] = {
     "epoch": _count(1),
     **{key: _number for key in ("loss", "recon", "kl", "images_per_s")},
 }
-OPTIONAL_STEPS: dict[str, Callable[[Any], Any]] = {"beta": _number}  # checked where present
+OPTIONAL_STEPS: dict[str, Callable[[Any], Any]] = {  # checked where present
+    "beta": _number,
+    **{key: _number for key in ("mi", "tc", "dwkl")},  # an objective's `extra_terms`
+}
 
 
 def read_steps(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:

@@ -46,10 +46,11 @@ def slowdown_hint(reference: float, rate: float, change: str | None = None) -> s
 
 
 class StepLog:
-    """Windows of steps -> {step, epoch, loss, recon, kl, beta, images_per_s} (per image, over the window's
-    applied steps; images/s counts those images too, as metrics.jsonl does; `beta`, given `beta_at`, is the
-    KL's weight in force at the window's last step). Under torchrun the means are over every rank's images
-    (one small all-reduce per line); `write` is given on rank 0 only."""
+    """Windows of steps -> {step, epoch, loss, recon, kl, <extra>, beta, images_per_s} (per image, over the
+    window's applied steps; images/s counts those images too, as metrics.jsonl does; `extra`: the names of the
+    objective's terms summed after loss, elbo, recon and kl (β-TCVAE's mi, tc, dwkl); `beta`, given `beta_at`,
+    is the KL's weight in force at the window's last step). Under torchrun the means are over every rank's
+    images (one small all-reduce per line); `write` is given on rank 0 only."""
 
     def __init__(
         self,
@@ -58,8 +59,9 @@ class StepLog:
         dist: Dist,
         *,
         beta_at: Callable[[int], float] | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
-        self.write, self.log, self.dist, self.beta_at = write, log, dist, beta_at
+        self.write, self.log, self.dist, self.beta_at, self.extra = write, log, dist, beta_at, tuple(extra)
         self.hinted = False
 
     def start_epoch(self, sums: torch.Tensor, p: Progress) -> None:
@@ -81,7 +83,7 @@ class StepLog:
         """The window's line (None when it holds no step); written, and judged for the hint."""
         if p.step == self.step:
             return None
-        loss, _, recon, kl = self.dist.sum(sums - self.mark).tolist()  # loss, elbo, recon, kl: the host sync
+        loss, _, recon, kl, *extra = self.dist.sum(sums - self.mark).tolist()  # loss, elbo, recon, kl, ...: the sync
         seconds, images = time.perf_counter() - self.began, p.images - self.images
         mean = (lambda v: v / images) if images else (lambda v: float("nan"))
         record = {
@@ -90,6 +92,7 @@ class StepLog:
             "loss": mean(loss),
             "recon": mean(recon),
             "kl": mean(kl),
+            **{name: mean(value) for name, value in zip(self.extra, extra, strict=True)},
             **({} if self.beta_at is None else {"beta": self.beta_at(p.step - 1)}),
             "images_per_s": images / seconds if seconds > 0 else float("nan"),
         }

@@ -10,6 +10,7 @@ The x axis is the training step everywhere, so the two line up. Tags:
   train/skipped_steps, train/images_per_s    every steps.jsonl line (the window's means)
   epoch/train_loss, epoch/train_elbo, epoch/train_recon, epoch/train_kl, epoch/train_beta,
   epoch/skipped_steps, epoch/seconds, epoch/images_per_s    every metrics.jsonl record
+  train/mi, train/tc, train/dwkl, epoch/train_mi, ...    an objective's extra terms (β-TCVAE's; FactorVAE's tc)
   val/elbo, val/recon, val/kl, val/kl_1 .. val/kl_L (a hierarchy's groups, top first)
   images/samples            the epoch's fixed-noise sample grid (RUN/samples/epoch_NNNN.png)
   images/reconstructions    the first validation images (top row) over their reconstructions

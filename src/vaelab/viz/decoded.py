@@ -8,7 +8,7 @@ import torch
 
 from ..errors import VaelabError
 from ..models.vae import VAE
-from .context import PlotContext, Skip
+from .context import DimFactors, PlotContext, Skip
 from .figures import Block, image_figure, save_figure
 from .geometry import lerp, linear_grid, quantile_grid, rank_dims, slerp
 
@@ -160,7 +160,7 @@ def plot_interpolation(ctx: PlotContext, path: Path) -> Path:
 
 def plot_traversals(ctx: PlotContext, path: Path) -> Path:
     """Each latent dim (the most active ones first, up to 10) swept over [-3, 3], the others at the μ of
-    the first test image drawn."""
+    the first test image drawn; after `vaelab evaluate --disentanglement`, each row names its dim's factor."""
     d = ctx.model.latent_dim
     kl = ctx.kl_per_dim
     dims = rank_dims(kl)[:TRAVERSAL_DIMS]
@@ -169,12 +169,20 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
     z = base.repeat(len(dims), TRAVERSAL_STEPS, 1)  # (dims, steps, D)
     for row, dim in enumerate(dims):
         z[row, :, dim] = values
-    labels = [f"z[{dim}] (KL {float(kl[dim]):.2f})" for dim in dims]
+    factors, when = ctx.dim_factors
+    labels = traversal_labels(dims, kl.tolist(), factors)
     which = (
         {1: "the one dim", 2: "both dims"}.get(d, f"all {d} dims")
         if len(dims) == d
         else f"the {len(dims)} dims (of {d}) with the largest KL"
     )
+    xlabel = "value of the swept dim"
+    if factors is not None:
+        xlabel += (
+            "\nafter ·: the factor the dim serves most by DCI (—: none); "
+            "(MIG: f): the dim MIG finds most informative about f"
+            f"\n(vaelab evaluate --disentanglement, saved {when.replace('T', ' ')})"
+        )
     name = ctx.class_name(0)
     image = Block(torch.cat([ctx.floats(slice(0, 1)), ctx.decode(base[None])]), 2, ["test image, recon"])
     fig = image_figure(
@@ -182,9 +190,25 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
         title=f"Latent traversals: {which}, the others at the μ of a test image"
         + (f" (label {name})" if name is not None else ""),
         col_labels=[_number(v) for v in values.tolist()],
-        xlabel="value of the swept dim",
+        xlabel=xlabel,
     )
     return save_figure(fig, path)
+
+
+def traversal_labels(dims: list[int], kl: list[float], factors: DimFactors | None) -> list[str]:
+    """One row label per swept dim: `z[3] (KL 2.41)`, and where a disentanglement evaluation of this model
+    names the factors (`factors`, one per latent dim, see `PlotContext.dim_factors`) the factor the dim serves
+    most by DCI: `z[3] (KL 2.41) · pos_x`, or `—` for none. MIG's best dim of a factor is a second opinion:
+    shown only where it names another factor, `z[3] (KL 2.41) · pos_x (MIG: scale)`."""
+    labels = []
+    for dim in dims:
+        label = f"z[{dim}] (KL {kl[dim]:.2f})"
+        if factors is not None:
+            dci = factors.factor_of_dim[dim]
+            others = [f for f in factors.mig_factors(dim) if f != dci]
+            label += f" · {dci or '—'}" + (f" (MIG: {', '.join(others)})" if others else "")
+        labels.append(label)
+    return labels
 
 
 def check_dims(dims: tuple[int, ...] | None, latent_dim: int) -> None:
