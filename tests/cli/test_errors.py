@@ -114,5 +114,5 @@ def test_real_process_exit_code_and_stderr(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "vaelab: error: unknown preset 'nope' (known: cifar-hvae, cifar128, conv16, cvae2, fashion-hvae, "
-        "folder-hvae, keras-conv2, mlp2, mnist-hvae, mnist-resnet)"
+        "folder-hvae, keras-conv2, mlp2, mnist-hvae, mnist-resnet, shapes-vae)"
     ]
