@@ -6,7 +6,9 @@
                                          [--train-args "..."]
 
 Trains each (row, seed) with `vaelab train --preset shapes-vae ROW'S FLAGS --seed S --out DIR/ROW-sS`, one
-run at a time (a finished run is kept, an interrupted one resumes with `--resume`), evaluates it once with
+run at a time and seed by seed (every row at the first seed, then the next seed), so that an interrupted job
+has every row at its first seeds; a finished run is kept, an interrupted one resumes with `--resume`. It
+evaluates each run once with
 `vaelab evaluate RUN --disentanglement --iwae-k 0 --no-frechet` (the test ELBO on shapes' 2,000 test images,
 and the three metrics on new images of the grid), and prints one table: each measure's mean ± spread over
 the seeds (the sample standard deviation; the minimum and maximum are in the JSON), with the training
@@ -26,6 +28,8 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+
+from vaelab.files import write_text
 
 ROWS = {
     "beta-vae-1": ("β-VAE, β = 1", []),
@@ -79,7 +83,7 @@ def evaluate(run: Path, args: argparse.Namespace) -> dict:
     cmd += ["--no-progress", "--disentanglement-n", str(args.disentanglement_n), "--dci-predictor", args.dci_predictor]
     print("  $", shlex.join(cmd[2:]), flush=True)
     result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    saved.write_text(json.dumps(result, indent=1))
+    write_text(saved, json.dumps(result, indent=1))
     return result
 
 
@@ -113,22 +117,24 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown row {unknown[0]!r} (known: {', '.join(ROWS)})")
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    table = {}
-    for row in rows:
-        label, flags = ROWS[row]
-        results, times = [], []
-        for seed in seeds:
+    results = {}  # seed by seed, so that an interrupted job has every row at its first seeds
+    for seed in seeds:
+        for row in rows:
+            label, flags = ROWS[row]
             run = args.runs / f"{row}-s{seed}"
             print(f"{label}, seed {seed}: {run}", flush=True)
             train(run, flags, seed, args)
-            results.append(evaluate(run, args))
-            times.append(minutes(run))
+            results[row, seed] = (evaluate(run, args), minutes(run))
+    table = {}
+    for row in rows:
+        label, flags = ROWS[row]
+        evals = [results[row, seed][0] for seed in seeds]
         table[row] = {
             "label": label,
             "flags": flags,
             "seeds": seeds,
-            "minutes": summary(times),
-            **{key: summary([r[key] for r in results]) for key, _ in MEASURES},
+            "minutes": summary([results[row, seed][1] for seed in seeds]),
+            **{key: summary([r[key] for r in evals]) for key, _ in MEASURES},
         }
 
     head = "| model | " + " | ".join(h for _, h in MEASURES) + " | training (min) |"
@@ -147,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n" + setting + "\n" + text)
     args.runs.mkdir(parents=True, exist_ok=True)
-    (args.runs / "table.md").write_text(setting + "\n\n" + text + "\n")
-    (args.runs / "table.json").write_text(json.dumps({"setting": setting, "rows": table}, indent=1))
+    write_text(args.runs / "table.md", setting + "\n\n" + text + "\n")
+    write_text(args.runs / "table.json", json.dumps({"setting": setting, "rows": table}, indent=1))
     return 0
 
 

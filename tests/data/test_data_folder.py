@@ -82,6 +82,13 @@ def test_split_indices_partition(n):
     assert np.array_equal(test, split_indices(n, "test"))  # fixed seed
 
 
+def test_a_prefix_of_the_test_split_mixes_class_subfolders():
+    # Files are listed subfolder by subfolder; 10 classes of 100 files. The first 50 test images must not be
+    # the first classes only (what `vaelab evaluate --limit 50` measures).
+    classes = split_indices(1000, "test")[:50] // 100
+    assert len(set(classes.tolist())) >= 8
+
+
 def test_center_crop_keeps_aspect(tmp_path):
     # 40x20: red 10 columns | green 20 | blue 10 -> the centred 20x20 square is all green.
     pixels = np.zeros((20, 40, 3), np.uint8)

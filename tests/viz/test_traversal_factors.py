@@ -47,6 +47,17 @@ def test_labels_name_the_dci_factor_and_mig_where_it_differs():
     assert traversal_labels([0, 1], KL, None) == ["z[0] (KL 2.50)", "z[1] (KL 1.00)"]
 
 
+def test_an_inactive_dim_gets_no_factor_name():
+    # A collapsed dim's DCI importances are noise: even where the evaluation names a factor for it, the label
+    # says it is inactive (and so does a dim that MIG picks as a factor's best).
+    active = [True, True, True, False]
+    assert traversal_labels([3, 0], KL, dim_factors(EVAL), active) == [
+        "z[3] (KL 0.50) · — (inactive)",
+        "z[0] (KL 2.50) · pos_x (MIG: pos_y)",
+    ]
+    assert traversal_labels([3], KL, None, active) == ["z[3] (KL 0.50)"]
+
+
 def test_only_an_evaluation_of_the_model_plotted_names_factors():
     factors, when, why = matching_factors([_saved(EVAL)], **MODEL)
     assert factors is not None and factors.factor_of_dim[3] == "orientation" and when == "2025-01-01T11:00:00"

@@ -20,7 +20,9 @@
   one when there are two or more), picked by a permutation with a fixed seed,
   is "test" and the rest is "train". The split depends only on the number of
   listed files, so skipped files never move an image from one split to the
-  other.
+  other. The test split keeps the permutation's order, so its first N images
+  (`vaelab evaluate --limit N`) are a random draw, not the first class
+  subfolders.
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ def find_images(root: Path) -> list[PurePosixPath]:
 
 
 def split_indices(n: int, split: str) -> np.ndarray:
-    """Sorted indices (into the sorted file list) of the images in `split`."""
+    """Indices (into the sorted file list) of the images in `split`: the train split sorted, the test split in
+    the seeded permutation's order, so that any prefix of it is a random sample of the folder."""
     n_test = max(1, round(TEST_FRACTION * n)) if n >= 2 else 0
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
-    return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
+    return perm[:n_test] if split == "test" else np.sort(perm[n_test:])
 
 
 def load_folder(

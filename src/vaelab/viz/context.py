@@ -23,6 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data import ImageSet
 from ..errors import VaelabError
+from ..evaluation.summary import ACTIVE_UNIT_THRESHOLD
 from ..models.latent import DiagGaussian
 from ..models.vae import VAE
 from ..training.data import load_split
@@ -159,6 +160,12 @@ class PlotContext:
     def kl_per_dim(self) -> torch.Tensor:
         """Mean KL(q(z|x) || N(0, I)) of each latent dim over the test images, in nats: (D,)."""
         return self.posterior.kl_per_dim().mean(0)
+
+    @functools.cached_property
+    def active_dims(self) -> list[bool]:
+        """Whether each latent dim is an active unit, as `vaelab evaluate` counts them (Burda et al. 2016: the
+        variance over the test images of its posterior mean above ACTIVE_UNIT_THRESHOLD)."""
+        return (self.posterior.mu.double().var(dim=0, correction=0) > ACTIVE_UNIT_THRESHOLD).tolist()
 
     @functools.cached_property
     def dim_factors(self) -> tuple[DimFactors | None, str]:

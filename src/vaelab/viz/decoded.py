@@ -170,7 +170,7 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
     for row, dim in enumerate(dims):
         z[row, :, dim] = values
     factors, when = ctx.dim_factors
-    labels = traversal_labels(dims, kl.tolist(), factors)
+    labels = traversal_labels(dims, kl.tolist(), factors, ctx.active_dims)
     which = (
         {1: "the one dim", 2: "both dims"}.get(d, f"all {d} dims")
         if len(dims) == d
@@ -179,9 +179,9 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
     xlabel = "value of the swept dim"
     if factors is not None:
         xlabel += (
-            "\nafter ·: the factor the dim serves most by DCI (—: none); "
-            "(MIG: f): the dim MIG finds most informative about f"
-            f"\n(vaelab evaluate --disentanglement, saved {when.replace('T', ' ')})"
+            "\nafter ·: the factor the dim serves most by DCI (—: none; inactive: not an active unit, so unnamed)"
+            "\n(MIG: f): the dim MIG finds most informative about f"
+            f" (vaelab evaluate --disentanglement, saved {when.replace('T', ' ')})"
         )
     name = ctx.class_name(0)
     image = Block(torch.cat([ctx.floats(slice(0, 1)), ctx.decode(base[None])]), 2, ["test image, recon"])
@@ -195,15 +195,21 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def traversal_labels(dims: list[int], kl: list[float], factors: DimFactors | None) -> list[str]:
+def traversal_labels(
+    dims: list[int], kl: list[float], factors: DimFactors | None, active: list[bool] | None = None
+) -> list[str]:
     """One row label per swept dim: `z[3] (KL 2.41)`, and where a disentanglement evaluation of this model
     names the factors (`factors`, one per latent dim, see `PlotContext.dim_factors`) the factor the dim serves
     most by DCI: `z[3] (KL 2.41) · pos_x`, or `—` for none. MIG's best dim of a factor is a second opinion:
-    shown only where it names another factor, `z[3] (KL 2.41) · pos_x (MIG: scale)`."""
+    shown only where it names another factor, `z[3] (KL 2.41) · pos_x (MIG: scale)`. A dim that `active`
+    (`PlotContext.active_dims`) marks inactive carries next to nothing, and whatever DCI or MIG make of it is
+    noise: `· — (inactive)`."""
     labels = []
     for dim in dims:
         label = f"z[{dim}] (KL {kl[dim]:.2f})"
-        if factors is not None:
+        if factors is not None and active is not None and not active[dim]:
+            label += " · — (inactive)"
+        elif factors is not None:
             dci = factors.factor_of_dim[dim]
             others = [f for f in factors.mig_factors(dim) if f != dci]
             label += f" · {dci or '—'}" + (f" (MIG: {', '.join(others)})" if others else "")
