@@ -134,6 +134,14 @@ def iwae_per_image(
     return torch.cat(out)
 
 
+def active_dims(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """(D,) bool: the dims of posterior means `mu` (N, D) whose variance over the images is above `threshold`
+    (Burda et al. 2016's active units); none for no images."""
+    if len(mu) == 0:
+        return torch.zeros(mu.shape[1], dtype=torch.bool)
+    return mu.double().var(dim=0, correction=0) > threshold
+
+
 @dataclass(frozen=True)
 class PosteriorStats:
     """What z = mu says about a model on a set of images (no random draws)."""
@@ -145,9 +153,7 @@ class PosteriorStats:
     def active(self, threshold: float = 0.01) -> torch.Tensor:
         """Which latent dims' posterior mean varies over the data: Var_x(E_q[z_d]) > threshold (Burda et al.
         2016): (D,) booleans."""
-        if len(self.mu) == 0:
-            return torch.zeros(self.mu.shape[1], dtype=torch.bool)
-        return self.mu.double().var(dim=0, correction=0) > threshold
+        return active_dims(self.mu, threshold)
 
     def active_units(self, threshold: float = 0.01) -> int:
         """How many latent dims are active (`active`)."""

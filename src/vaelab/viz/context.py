@@ -23,6 +23,7 @@ import torch
 from ..config import RunConfig
 from ..data import ImageSet
 from ..errors import VaelabError
+from ..evaluation.scores import active_dims
 from ..evaluation.summary import ACTIVE_UNIT_THRESHOLD
 from ..models.latent import DiagGaussian
 from ..models.vae import VAE
@@ -165,7 +166,7 @@ class PlotContext:
     def active_dims(self) -> list[bool]:
         """Whether each latent dim is an active unit, as `vaelab evaluate` counts them (Burda et al. 2016: the
         variance over the test images of its posterior mean above ACTIVE_UNIT_THRESHOLD)."""
-        return (self.posterior.mu.double().var(dim=0, correction=0) > ACTIVE_UNIT_THRESHOLD).tolist()
+        return active_dims(self.posterior.mu, ACTIVE_UNIT_THRESHOLD).tolist()
 
     @functools.cached_property
     def dim_factors(self) -> tuple[DimFactors | None, str]:
