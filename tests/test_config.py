@@ -35,6 +35,10 @@ def test_wrong_types_and_values_are_errors():
         apply_overrides(RunConfig(), {"data": {"binarize": "yes"}})
     with pytest.raises(VaelabError, match="train.lr must be > 0"):
         apply_overrides(RunConfig(), {"train": {"lr": -1.0}})
+    with pytest.raises(VaelabError, match="model.groups_per_resolution must be >= 0, got -1"):
+        apply_overrides(RunConfig(), {"model": {"groups_per_resolution": [2, -1]}})
+    counts = apply_overrides(RunConfig(), {"model": {"groups_per_resolution": [2, 4]}}).model.groups_per_resolution
+    assert counts == (2, 4)  # a TOML list, kept as a tuple
 
 
 def test_int_widens_to_float():

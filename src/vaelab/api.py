@@ -44,6 +44,7 @@ from .evaluation.disentanglement.measure import (
 from .evaluation.iwae import default_chunk
 from .evaluation.summary import MIN_FRECHET_N, evaluate_model
 from .files import check_can_write, write_text
+from .models.expost import EXPOST_N, fit_expost
 from .models.registry import plugin_modules, require_parts
 from .models.vae import VAE
 from .presets import DEFAULT_PRESET, FOLDER_PLACEHOLDER, FOLDER_PRESET, PRESETS
@@ -185,6 +186,8 @@ def evaluate(
     disentanglement: bool = False,
     disentanglement_n: int = DISENTANGLEMENT_N,
     dci_predictor: str = "random-forest",
+    expost_levels: int | None = None,
+    expost_n: int = EXPOST_N,
 ) -> dict[str, Any]:
     """Measure a run on a split; returns one flat dict and (with `write`) saves it (`save_evaluation`).
 
@@ -215,6 +218,11 @@ def evaluate(
     for a dataset with factors: `disentanglement_n` codes and votes to train on, half as many to test,
     `dci_predictor` "random-forest", "gbt" or "logistic"; keys `mig`, `factorvae_score`, `dci_*`,
     `disentanglement_settings`, ... (docs/evaluation.md, "Disentanglement"). Needs scikit-learn.
+
+    `expost_levels` L adds `frechet_distance_expost`: the same Fréchet distance for samples whose top groups,
+    down to L resolutions (`VAE.levels`), come from a Gaussian fitted to their posterior means on `expost_n`
+    training images (a seeded random subset; `models.expost`), with `expost_levels`, `expost_groups` and
+    `expost_n`. The likelihood figures do not change: the fitted Gaussian is a sampler, not the model's prior.
     """
     if split not in ("train", "test"):
         raise VaelabError(f"split must be 'train' or 'test', not {split!r}")
@@ -224,14 +232,20 @@ def evaluate(
         ("chunk", chunk, 1),
         ("frechet_n", frechet_n, 1),
         ("disentanglement_n", disentanglement_n, 4),
+        ("expost_levels", expost_levels, 1),
+        ("expost_n", expost_n, 2),
     ):
         if value is not None:
             checks.whole(name, value, low=least)
     if batch_size is not None:
         checks.whole("batch_size", batch_size, low=1, high=checks.MAX_BATCH_SIZE)
     checks.seed("seed", seed)
+    if expost_levels is not None and not frechet:
+        raise VaelabError("--expost-levels measures samples by the Fréchet distance: it cannot go with --no-frechet")
     model = load_model(run, device=device, weights=weights)
     cfg: RunConfig = model.config
+    if expost_levels is not None:
+        checks.whole("expost levels", expost_levels, low=1, high=len(model.levels))
     data = load_split(cfg.data, split, data_dir)
     if cfg.data.classes is not None:
         data = select_classes(data, cfg.data.classes, cfg.data.name)
@@ -262,6 +276,9 @@ def evaluate(
             log,
             Reporter("evaluating", enabled=progress),
         )
+    expost = None
+    if expost_levels is not None and classifier is not None:
+        expost = fit_expost(model, expost_images(cfg, data_dir, expost_n, seed), expost_levels)
     result = evaluate_model(
         model,
         images,
@@ -274,8 +291,11 @@ def evaluate(
         classifier=classifier,
         frechet_n=frechet_n,
         frechet_note=note,
+        expost=expost,
         progress=Reporter("evaluating", enabled=progress),
     )
+    if expost is not None:
+        result["expost_levels"] = expost_levels
     if source is not None:
         result |= measure_disentanglement(
             model,
@@ -299,6 +319,16 @@ def evaluate(
     if write:
         save_evaluation(run, result)
     return result
+
+
+def expost_images(cfg: RunConfig, data_dir, n: int, seed: int) -> torch.Tensor:
+    """Up to n of the run's training images (a random subset fixed by the seed: a folder's split is sorted by
+    class), which an ex-post Gaussian is fitted to."""
+    train = load_split(cfg.data, "train", data_dir)
+    if cfg.data.classes is not None:
+        train = select_classes(train, cfg.data.classes, cfg.data.name)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train.images[order[:n]]
 
 
 def save_evaluation(run: str | Path, result: dict[str, Any]) -> Path:

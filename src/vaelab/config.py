@@ -53,11 +53,13 @@ class ModelConfig:
     mixtures: int = 10  # the components of the discretized-logistic-mixture likelihood (PixelCNN++ uses 10)
     # the residual networks (resnet, hvae; vaelab.models.blocks): channels, residual blocks per resolution (and,
     # in hvae's top-down half, per latent group), the feature-map sizes they run at (highest first; empty: the
-    # image's 1/2 and 1/4), and hvae's latent groups per resolution, each of latent_dim channels on its map
+    # image's 1/2 and 1/4), and hvae's latent groups per resolution, each of latent_dim channels on its map:
+    # `groups` at every resolution, or `groups_per_resolution` (one count per resolution, highest first)
     width: int = 32
     depth: int = 2
     resolutions: tuple[int, ...] = ()
     groups: int = 1
+    groups_per_resolution: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,8 @@ def validate(cfg: RunConfig) -> None:
     checks.whole("model.width", m.width, low=4, high=MAX_WIDTH)
     checks.whole("model.depth", m.depth, low=0, high=MAX_DEPTH)
     checks.whole("model.groups", m.groups, low=1, high=MAX_DEPTH)
+    for g in m.groups_per_resolution:
+        checks.whole("model.groups_per_resolution", g, low=0, high=MAX_DEPTH)
     for r in m.resolutions:
         checks.whole("model.resolutions", r, low=1, high=checks.MAX_IMAGE_SIZE)
     if m.likelihood in EIGHT_BIT_LIKELIHOODS and d.binarize != "none":
@@ -390,6 +394,7 @@ FLAT_KEYS: dict[str, tuple[str, str]] = {
     "depth": ("model", "depth"),
     "resolutions": ("model", "resolutions"),
     "groups": ("model", "groups"),
+    "groups_per_resolution": ("model", "groups_per_resolution"),
     "kl": ("objective", "kl"),
     "beta": ("objective", "beta"),
     "objective": ("objective", "name"),

@@ -194,6 +194,23 @@ def test_frechet_end_to_end_with_a_small_classifier(tmp_path, mnist_run, data_ro
     assert few["frechet_distance"] is None and "at least 256" in few["frechet_note"]
 
 
+def test_expost_frechet_distance_is_added_beside_the_prior_one(tmp_path, mnist_run, data_root):
+    run = shutil.copytree(mnist_run, tmp_path / "run")
+    common = dict(limit=300, iwae_k=0, data_dir=data_root, classifier_epochs=1, classifier_limit=2000, frechet_n=256)
+    r = vaelab.evaluate(run, expost_levels=1, expost_n=200, **common)
+    assert r["expost_levels"] == 1 and r["expost_groups"] == 1 and r["expost_n"] == 200
+    assert r["frechet_distance_expost"] > 0 and r["frechet_distance_expost"] != r["frechet_distance"]
+    plain = vaelab.evaluate(run, **common)
+    assert plain["frechet_distance"] == r["frechet_distance"]  # the prior's samples, as without the option
+    assert "frechet_distance_expost" not in plain
+    names = sorted(p.name for p in (run / "evals").iterdir())
+    assert names == ["test-k0-seed0-n300-fd256-expost1.json", "test-k0-seed0-n300-fd256.json"]  # neither replaced
+    with pytest.raises(vaelab.VaelabError, match="expost levels must be <= 1, got 2"):
+        vaelab.evaluate(run, expost_levels=2, write=False, **common)
+    with pytest.raises(vaelab.VaelabError, match="cannot go with --no-frechet"):
+        vaelab.evaluate(run, expost_levels=1, frechet=False, write=False, **common)
+
+
 def test_unlabelled_folder_has_no_frechet(tmp_path):
     for i in range(6):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")

@@ -108,6 +108,66 @@ def test_hvae_groups_their_shapes_and_terms():
     assert model.reconstruct(x).shape == x.shape
 
 
+def test_groups_per_resolution_lays_out_a_count_at_each_resolution():
+    model = _hvae(groups_per_resolution=(1, 2, 3))  # 8x8, 4x4, 1x1: highest first, as the resolutions
+    assert model.group_shapes == ((3, 1, 1),) * 3 + ((3, 4, 4),) * 2 + ((3, 8, 8),)
+    terms = model(_images())
+    assert set(terms) == {"loss", "elbo", "recon", "kl"} | {f"kl_{i}" for i in range(1, 7)}
+    torch.testing.assert_close(terms["kl"], sum(terms[f"kl_{i}"] for i in range(1, 7)))
+    assert model.levels == [3, 5, 6]
+    same = _hvae(groups_per_resolution=(2, 2, 2))  # the counts of groups=2, given one by one
+    assert same.group_shapes == _hvae().group_shapes
+    assert [p.shape for p in same.parameters()] == [p.shape for p in _hvae().parameters()]
+
+
+@pytest.mark.parametrize("counts", [(0, 2, 1), (2, 0, 1), (0, 0, 2)])
+def test_a_resolution_without_groups_runs_its_blocks_alone(counts):
+    model = _hvae(groups_per_resolution=counts)  # resolutions 8, 4, 1
+    sizes = [r for r, n in zip((8, 4, 1), counts, strict=True) for _ in range(n)][::-1]
+    assert [shape[-1] for shape in model.group_shapes] == sizes
+    assert model.decoder.plain_sizes == [r for r, n in zip((1, 4, 8), counts[::-1], strict=True) if n == 0]
+    assert len(model.decoder.plain) == counts.count(0) and len(model.decoder.plain[0]) == HVAE.depth
+    x = _images()
+    terms = model(x)
+    assert set(terms) == {"loss", "elbo", "recon", "kl"} | {f"kl_{i}" for i in range(1, sum(counts) + 1)}
+    assert torch.isfinite(terms["loss"]).all()
+    trace = model.trace(x, mean=True)
+    torch.testing.assert_close(model.encode(x).mu, trace.groups[0].q.mu)
+    assert model.sample(3).shape == (3, *SHAPE) and model.conditional_sample(x, 1).shape == x.shape
+    with torch.no_grad():  # the blocks are used: zeroing the last layers of theirs changes the reconstruction
+        before = model.reconstruct(x)
+        for block in model.decoder.plain[0]:
+            block.c4.weight.mul_(0.0).add_(0.5)
+        assert not torch.equal(model.reconstruct(x), before)
+
+
+def test_conditional_samples_keep_the_top_groups_and_draw_the_rest_from_the_priors():
+    model, x = _hvae(), _images()
+    means = model.trace(x, mean=True)
+    assert torch.equal(model.conditional_sample(x, 6), model.reconstruct(x))  # every group kept
+    acts = model.encoder(x)
+    for keep in (1, 3, 5):
+        trace = model.decoder.conditional_pass(acts, keep, generator=torch.Generator().manual_seed(0))
+        for kept, full in zip(trace.groups[:keep], means.groups[:keep], strict=True):
+            assert torch.equal(kept.z, full.q.mu)  # the same posterior means as in x's own pass
+        assert all(g.q is None for g in trace.groups[keep:])
+        assert not torch.equal(trace.groups[keep].z, means.groups[keep].z)  # drawn, not x's
+    g = torch.Generator
+    a = model.conditional_sample(x, 2, generator=g().manual_seed(1))
+    assert torch.equal(a, model.conditional_sample(x, 2, generator=g().manual_seed(1)))
+    assert not torch.equal(a, model.conditional_sample(x, 2, generator=g().manual_seed(2)))
+    cold = model.conditional_sample(x, 2, temperature=1e-6, generator=g().manual_seed(1))
+    mean = model.likelihood.mean(model.decoder.conditional_pass(acts, 2, [0.0] * 4).out)  # the priors' means
+    torch.testing.assert_close(cold, mean, rtol=0, atol=1e-4)
+    for keep in (0, 7):
+        with pytest.raises(VaelabError, match="keep"):
+            model.conditional_sample(x, keep)
+    single, shape = build("cvae2")
+    assert single.levels == [1] and model.levels == [2, 4, 6]
+    y = torch.rand(3, *shape).round()
+    assert torch.equal(single.eval().conditional_sample(y, 1), single.reconstruct(y))  # one group: the recon
+
+
 def test_the_posterior_is_relative_to_the_prior_and_its_log_variance_bounded():
     model = _hvae()
     with torch.no_grad():
@@ -178,6 +238,8 @@ def test_sampling_takes_one_temperature_or_one_per_group():
         (dict(resolutions=(32,)), "another size than these 16x16 ones: resize the images with --image-size 32"),
         (dict(latent_dim=32), "cannot be wider"),
         (dict(encoder="resnet"), "needs its bottom-up half"),
+        (dict(groups_per_resolution=(2, 2)), "gives 2 counts \\(2, 2\\) for the 3 resolutions 8, 4, 1"),
+        (dict(groups_per_resolution=(1, 2, 0)), "gives the lowest resolution \\(1\\) no latent group"),
     ],
 )
 def test_configs_that_cannot_build_are_refused_in_one_line(changes, message):

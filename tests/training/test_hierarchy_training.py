@@ -87,7 +87,8 @@ def test_evaluate_plot_sample_and_reconstruct_an_hvae_run(tmp_path):
     ):
         done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, (args, done.stderr)
-    assert {"reconstructions.png", "samples.png", "latent.png"} <= {p.name for p in (run / "plots").iterdir()}
+    plots = {p.name for p in (run / "plots").iterdir()}
+    assert {"reconstructions.png", "samples.png", "latent.png", "levels.png"} <= plots
     with torch.no_grad():
         x = torch.zeros(2, 1, 16, 16, dtype=torch.uint8)
         assert model.reconstruct(x).shape == (2, 1, 16, 16)
@@ -102,6 +103,9 @@ def test_evaluate_plot_sample_and_reconstruct_an_hvae_run(tmp_path):
         (["--resolutions", "8,3"], "cannot reach a 3x3 feature map"),
         (["--latent-dim", "64"], "cannot be wider"),
         (["--encoder", "cvae2"], "needs its bottom-up half"),
+        (["--resolutions", "8,4", "--groups-per-resolution", "1,2,3"], "gives 3 counts (1, 2, 3) for the 2"),
+        (["--resolutions", "8,4", "--groups-per-resolution", "2,0"], "gives the lowest resolution (4) no latent"),
+        (["--groups-per-resolution", "1,-1"], "group counts must be >= 0, got '1,-1'"),
     ],
 )
 def test_an_hvae_that_cannot_build_is_refused_before_a_run_directory(tmp_path, capsys, flags, message):

@@ -22,7 +22,7 @@ from clihelp import one_line_error
 
 QUIET = dict(progress=False, log=lambda line: None)
 SHAPES = dict(dataset="shapes", image_size=16, limit=64, val_size=32, batch_size=32, **QUIET)
-ALL_FILES = [PICTURES[name].filename for name in PICTURES.names()]
+ALL_FILES = [PICTURES[name].filename for name in PICTURES.names() if name != "levels"]  # levels: hierarchies
 GRIDS = ["reconstructions.png", "samples.png", "manifold.png", "interpolation.png", "traversals.png"]
 
 
@@ -72,6 +72,12 @@ def test_every_picture_of_a_grey_run(grey_run, tmp_path):
     # 16-pixel images are upscaled 4x: the 20 x 20 manifold is at least 20 * 64 pixels wide
     assert _rgb(out / "manifold.png").shape[1] >= 20 * 16 * 4
     assert _rgb(out / "samples.png").shape[1] >= 8 * 16 * 4
+
+
+def test_levels_are_skipped_for_one_latent_group(grey_run, tmp_path):
+    lines = []
+    assert plot_run(grey_run, only="levels", out=tmp_path, log=lines.append) == []
+    assert len(lines) == 1 and lines[0].startswith("skipped levels.png") and "one latent group" in lines[0]
 
 
 def test_progress_gif_has_one_frame_per_epoch_and_holds_the_last(grey_run, tmp_path):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from .. import checks
 from ..errors import VaelabError
+from ..models.expost import EXPOST_N
 
 
 def _parser(cast: Callable[[str], object], check: Callable[[object], object]) -> Callable[[str], object]:
@@ -50,6 +51,25 @@ ema_decay = _parser(float, functools.partial(checks.decay, None))
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", metavar="DIR", help="dataset root (default: $VAELAB_DATA_DIR, else the user cache dir)"
+    )
+
+
+def add_expost(parser: argparse.ArgumentParser) -> None:
+    """`--expost-levels L` and `--expost-n N`: the top groups from a Gaussian fitted to the posterior means of
+    the run's training images (`vaelab.models.expost`)."""
+    parser.add_argument(
+        "--expost-levels",
+        type=positive_int,
+        metavar="L",
+        help="draw the top latent groups, down to L resolutions (1 for a single latent), from a Gaussian "
+        "fitted to their posterior means on training images (ex-post density estimation) instead of the prior",
+    )
+    parser.add_argument(
+        "--expost-n",
+        type=positive_int,
+        default=EXPOST_N,
+        metavar="N",
+        help=f"training images the Gaussian is fitted to (default {EXPOST_N:,}, at most the split)",
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..api import evaluate, save_evaluation
 from ..evaluation.disentanglement.measure import DEFAULT_N as DISENTANGLEMENT_N
 from ..evaluation.disentanglement.metrics import DCI_PREDICTORS
-from .args import add_data_dir, add_weights, non_negative_int, positive_int, seed
+from .args import add_data_dir, add_expost, add_weights, non_negative_int, positive_int, seed
 
 
 def add_parsers(sub) -> None:
@@ -69,6 +69,7 @@ def add_parsers(sub) -> None:
         default="random-forest",
         help="DCI's classifier per factor: random-forest (default), gbt (disentanglement_lib's, minutes), logistic",
     )
+    add_expost(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines on standard error")
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         disentanglement=args.disentanglement,
         disentanglement_n=args.disentanglement_n,
         dci_predictor=args.dci_predictor,
+        expost_levels=args.expost_levels,
+        expost_n=args.expost_n,
     )
     print(json.dumps(result) if args.json else format_text(result), flush=True)  # the numbers first: a failed
     save_evaluation(args.run, result)  # save loses nothing computed
@@ -150,6 +153,16 @@ def format_text(r: dict[str, Any]) -> str:
         )
     else:
         rows.append(("Fréchet distance", "-", "", r["frechet_note"]))
+    if r.get("frechet_distance_expost") is not None:
+        rows.append(
+            (
+                "FD, ex-post top",
+                f"{r['frechet_distance_expost']:.3f}",
+                "",
+                f"the same, the top {r['expost_groups']} groups ({r['expost_levels']} levels) from a Gaussian "
+                f"fitted to {r['expost_n']:,} training images' posterior means",
+            )
+        )
     if r.get("mig") is not None:
         rows += _disentanglement_rows(r)
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -72,6 +72,12 @@ def add_parsers(sub) -> None:
         help="resnet and hvae networks: the feature-map sizes, highest first (default: the image's 1/2 and 1/4)",
     )
     g.add_argument("--groups", type=positive_int, help="hvae: latent groups per resolution (default 1)")
+    g.add_argument(
+        "--groups-per-resolution",
+        type=count_list,
+        metavar="2,2,4,4",
+        help="hvae: latent groups at each of --resolutions, highest first (instead of --groups; 0: blocks alone)",
+    )
     g.add_argument("--kl", choices=["analytic", "mc"], help="analytic KL or the single-sample estimate")
     g.add_argument("--beta", type=non_negative_float, help="weight of the KL term in the loss")
     g.add_argument(
@@ -211,6 +217,7 @@ OVERRIDES = [
     "depth",
     "resolutions",
     "groups",
+    "groups_per_resolution",
     "kl",
     "beta",
     "objective",
@@ -263,6 +270,11 @@ def _whole_numbers(text: str, what: str, low: int, example: str) -> tuple[int, .
 def int_list(text: str) -> tuple[int, ...]:
     """'14,7' -> (14, 7): feature-map sizes."""
     return _whole_numbers(text, "sizes", 1, "14,7")
+
+
+def count_list(text: str) -> tuple[int, ...]:
+    """'2,2,4,4' -> (2, 2, 4, 4): a count at each resolution."""
+    return _whole_numbers(text, "group counts", 0, "2,2,4,4")
 
 
 def class_list(text: str) -> tuple[int, ...]:

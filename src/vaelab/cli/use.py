@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
-from ..api import load
+from ..api import expost_images, load
 from ..files import display_name, is_stream
+from ..models.expost import fit_expost
 from ..training.data import load_split
 from ..viz.decoded import prior_samples
 from ..viz.figures import Block, image_figure, save_figure
 from ..viz.grid import save_grid
-from .args import add_data_dir, add_weights, positive_int, seed, temperature
+from .args import add_data_dir, add_expost, add_weights, positive_int, seed, temperature
 
 
 def add_parsers(sub) -> None:
@@ -30,6 +31,8 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("-o", "--output", default="samples.png", metavar="FILE.png", help="- writes the PNG to stdout")
     p.add_argument("--device", default="cpu")
+    add_expost(p)
+    add_data_dir(p)
     add_weights(p)
     p.set_defaults(func=sample)
 
@@ -49,7 +52,10 @@ def add_parsers(sub) -> None:
 
 def sample(args: argparse.Namespace) -> int:
     model = load(args.run, device=args.device, weights=args.weights)
-    images = prior_samples(model, args.n, seed=args.seed, temperature=args.temperature)  # as plots/samples.png
+    expost = None
+    if args.expost_levels is not None:
+        expost = fit_expost(model, expost_images(model.config, args.data_dir, args.expost_n, 0), args.expost_levels)
+    images = prior_samples(model, args.n, seed=args.seed, temperature=args.temperature, expost=expost)
     _written(save_grid(images, args.output, scale=_scale(images)))
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..models.expost import ExPostGaussian
 from ..models.registry import LIKELIHOODS
 from ..models.vae import VAE
 from ..progress import QUIET, Reporter
@@ -73,10 +74,11 @@ def sample_frechet(
     seed: int = 0,
     batch_size: int = 1000,
     progress: Reporter = QUIET,
+    expost: ExPostGaussian | None = None,
 ) -> float:
     """Fréchet distance between len(reference) samples of the model (the likelihood's mean at
-    z ~ N(0, I), every group of a hierarchy from its prior, as `vaelab sample` shows them) and the reference
-    images, in the classifier's features."""
+    z ~ N(0, I), every group of a hierarchy from its prior, as `vaelab sample` shows them; with `expost`, the
+    top groups it covers from that fitted Gaussian) and the reference images, in the classifier's features."""
     n = len(reference)
     generator = torch.Generator().manual_seed(seed)
     z = model.top_prior.sample(n, generator=generator)  # (n, D) on CPU; a hierarchy's lower groups draw later
@@ -85,8 +87,11 @@ def sample_frechet(
     sampled, real = [], []  # features (b, F) of each batch
     with torch.inference_mode(), progress.bar(2 * n, f"Fréchet distance ({n:,} samples and images)") as bar:
         for i in range(0, n, batch_size):
-            part = z[i : i + batch_size].to(model.device)
-            samples = model.decode(part, temperature=1.0, generator=generator).cpu()  # (b, C, H, W) in [0, 1]
+            if expost is not None:
+                samples = model.sample(min(batch_size, n - i), generator=generator, expost=expost).cpu()
+            else:
+                part = z[i : i + batch_size].to(model.device)
+                samples = model.decode(part, temperature=1.0, generator=generator).cpu()  # (b, C, H, W) in [0, 1]
             sampled.append(classifier.features(samples, batch_size=batch_size))
             bar.update(len(samples))
         for i in range(0, n, batch_size):
@@ -109,12 +114,14 @@ def evaluate_model(
     classifier: Classifier | None = None,
     frechet_n: int = 5000,
     frechet_note: str | None = None,
+    expost: ExPostGaussian | None = None,
     progress: Reporter = QUIET,
 ) -> dict[str, Any]:
     """The full evaluation of `model` on uint8 images (N, C, H, W) as the run sees them (binarised if
     static; `binarize="dynamic"` binarises them once, seeded). `k=0` skips the IWAE bound;
-    `classifier=None` skips the Fréchet distance (give the reason as `frechet_note`); `progress`
-    shows each pass's."""
+    `classifier=None` skips the Fréchet distance (give the reason as `frechet_note`); `expost` adds the
+    Fréchet distance of samples whose top groups come from that fitted Gaussian; `progress` shows each
+    pass's."""
     dynamic = binarize == "dynamic"
     n = len(images)
     c, h, w = images.shape[1:]
@@ -165,6 +172,11 @@ def evaluate_model(
     if classifier is not None:
         reference = images[:fd_n]  # the run's view of the data (its mean image when dynamically binarised)
         fd = sample_frechet(model, reference, classifier, seed=seed, batch_size=batch_size, progress=progress)
+    if classifier is not None and expost is not None:
+        out["frechet_distance_expost"] = sample_frechet(
+            model, reference, classifier, seed=seed, batch_size=batch_size, progress=progress, expost=expost
+        )
+        out["expost_groups"], out["expost_n"] = expost.groups, expost.n
     out["frechet_distance"] = fd
     out["frechet_n"] = fd_n if fd is not None else None
     out["frechet_classifier"] = classifier.name if classifier is not None else None

@@ -153,11 +153,21 @@ class SingleGroup:
         return self.prior
 
     def prior_pass(
-        self, z_top: torch.Tensor, temperatures: Sequence[float] = (), generator: torch.Generator | None = None
+        self,
+        z_top: torch.Tensor | Sequence[torch.Tensor],
+        temperatures: Sequence[float] = (),
+        generator: torch.Generator | None = None,
     ) -> Trace:
-        """The trace from latents z (n, D) already drawn (at their temperature) from the prior; there are no
-        lower groups, so `temperatures` and `generator` have nothing to do."""
-        return Trace((Group(None, self.prior, z_top, (self.prior.latent_dim,)),), self.decoder(z_top))
+        """The trace from latents z (n, D) (or a list holding them) already drawn; there are no lower groups, so
+        `temperatures` and `generator` have nothing to do."""
+        z = z_top if isinstance(z_top, torch.Tensor) else z_top[0]
+        return Trace((Group(None, self.prior, z, (self.prior.latent_dim,)),), self.decoder(z))
+
+    def conditional_pass(
+        self, h: torch.Tensor, keep: int, temperatures: Sequence[float] = (), generator: torch.Generator | None = None
+    ) -> Trace:
+        """The trace that keeps the top `keep` (here: the one) group at its posterior mean: x's reconstruction."""
+        return self.posterior_pass(h, mean=True)
 
 
 def _decoded(decode: Decode, z: torch.Tensor) -> torch.Tensor:

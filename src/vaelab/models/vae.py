@@ -13,6 +13,7 @@ from .. import checks
 from ..config import ModelConfig, ObjectiveConfig
 from ..errors import VaelabError
 from . import noise
+from .expost import ExPostGaussian
 from .latent import DiagGaussian, SingleGroup, Trace
 from .registry import DECODERS, ENCODERS, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
 
@@ -62,6 +63,13 @@ class VAE(nn.Module):
     def group_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Each latent group's layout, top-down: ((D,),) for a single latent, (C, h, w) per group of a hierarchy."""
         return self.top_down.group_shapes
+
+    @property
+    def levels(self) -> list[int]:
+        """How many top groups reach down to the end of each resolution, top first: [2, 4, 6, 8] for 2 groups at
+        each of 4 resolutions; [1] for a single latent. `conditional_sample` keeps that many."""
+        shapes = self.group_shapes
+        return [i + 1 for i in range(len(shapes)) if i + 1 == len(shapes) or shapes[i][-1] != shapes[i + 1][-1]]
 
     @property
     def latent_dim(self) -> int:
@@ -124,10 +132,13 @@ class VAE(nn.Module):
         *,
         temperature: float | Sequence[float] = 1.0,
         generator: torch.Generator | None = None,
+        expost: ExPostGaussian | None = None,
     ) -> torch.Tensor:
         """n new images (n, C, H, W), shown as the likelihood's mean: z_1 ~ N(0, t^2 I), and for a hierarchy each
         lower group from its prior with its standard deviation times t. `temperature`: one t for every group,
-        or one per group, top first (a shorter list repeats its last value for the groups below).
+        or one per group, top first (a shorter list repeats its last value for the groups below). With
+        `expost` (`models.expost.fit_expost`), the top groups it covers come from that fitted Gaussian instead
+        (its noise scaled by the first temperature) and the groups below from their priors.
 
         Decoded SAMPLE_BATCH at a time, so the memory needed is the images' own
         (twice: the pieces and the whole); an `n` whose images cannot fit is refused.
@@ -142,6 +153,16 @@ class VAE(nn.Module):
         )
         if n == 0:
             return torch.empty(0, *self.image_shape, device=self.device)
+        if expost is not None:
+            sizes = tuple(math.prod(shape) for shape in self.group_shapes[: expost.groups])
+            if sizes != expost.sizes:
+                raise VaelabError(
+                    f"the ex-post Gaussian covers groups of {expost.sizes} dims; this model's are {sizes}"
+                )
+            tops = [z.to(self.device) for z in expost.draw(n, temperature=temperatures[0], generator=generator)]
+            parts = [[z[i : i + SAMPLE_BATCH] for z in tops] for i in range(0, n, SAMPLE_BATCH)]
+            lower = temperatures[expost.groups :]
+            return torch.cat([self.likelihood.mean(self.top_down.prior_pass(p, lower, generator).out) for p in parts])
         z = self.top_prior.sample(n, device="cpu", generator=generator).to(self.device) * temperatures[0]
         lower = temperatures[1:]
         return torch.cat([self.decode(part, temperature=lower, generator=generator) for part in z.split(SAMPLE_BATCH)])
@@ -164,6 +185,26 @@ class VAE(nn.Module):
     def top_prior(self):
         """p(z_1): the prior of the top group (the only group of a single latent)."""
         return self.top_down.top_prior
+
+    @torch.no_grad()
+    def conditional_sample(
+        self,
+        x: torch.Tensor,
+        keep: int,
+        *,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """New images that share x's top `keep` latent groups: those at their posterior means, each group below
+        drawn from its prior with its standard deviation times `temperature`, noise from `generator`: what the
+        top of a hierarchy fixes and what its lower groups add (VDVAE, Child 2021, fig. 4). keep = every group:
+        the reconstruction. (B, C, H, W) in [0, 1]."""
+        groups = len(self.group_shapes)
+        checks.whole("keep", keep, low=1, high=groups)
+        checks.temperature("temperature", temperature)
+        below = [float(temperature)] * (groups - keep)
+        acts = self.encoder(self.images(x.to(self.device)))
+        return self.likelihood.mean(self.top_down.conditional_pass(acts, keep, below, generator).out)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, sample_z: bool = False) -> torch.Tensor:

@@ -68,6 +68,11 @@ PICTURES = [
     ("interpolation.png", "Interpolations", "Between pairs of test images in latent space, linear and spherical."),
     ("traversals.png", "Latent traversals", "Each latent dimension swept while the others stay fixed."),
     (
+        "levels.png",
+        "Levels of the hierarchy",
+        "Test images' top latent groups kept down to each resolution, the groups below drawn from their priors.",
+    ),
+    (
         "error_hist.png",
         "Reconstruction error",
         (

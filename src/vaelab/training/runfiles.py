@@ -285,6 +285,10 @@ EVAL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "frechet_classifier": _optional(_text),
     "frechet_classifier_accuracy": _optional(_number),
     "frechet_note": _optional(_text),
+    "frechet_distance_expost": _optional(_number),  # with --expost-levels: the top groups from a fitted Gaussian
+    "expost_levels": _optional(_count(1)),
+    "expost_groups": _optional(_count(1)),
+    "expost_n": _optional(_count(1)),
     "weights": _optional(_text),  # "ema" or "raw" (absent before vaelab had EMA weights: "raw")
     "dataset": _text,
     "preset": _text,
@@ -312,9 +316,10 @@ def read_eval(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 def eval_name(evaluation: dict[str, Any]) -> str:
     """An evaluation's file in RUN/evals/, named by its settings, so that one with other settings (a quick
     `--iwae-k 10`, a `--limit`, `--weights raw`) never replaces it:
-    `<split>-k<K>-seed<S>-n<N>[-fd<N>][-ema].json` (`-ema`: measured with the moving average of the weights,
+    `<split>-k<K>-seed<S>-n<N>[-fd<N>[-expost<L>]][-ema].json` (`-ema`: measured with the moving average of the weights,
     which only a run trained with train.ema has; a run without one keeps the plain names)."""
     fd = f"-fd{evaluation['frechet_n']}" if evaluation.get("frechet_n") else ""
+    fd += f"-expost{evaluation['expost_levels']}" if fd and evaluation.get("expost_levels") else ""
     ema = "-ema" if evaluation.get("weights") == "ema" else ""
     k, seed = evaluation.get("k") or 0, evaluation.get("seed", 0)
     return f"{evaluation['split']}-k{k}-seed{seed}-n{evaluation['n']}{fd}{ema}.json"

@@ -1,4 +1,5 @@
-"""Pictures made of decoded images: reconstructions, samples, the manifold, interpolations, traversals."""
+"""Pictures made of decoded images: reconstructions, samples, the manifold, interpolations, traversals, and a
+hierarchy's levels."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VaelabError
+from ..models.expost import ExPostGaussian
 from ..models.vae import VAE
 from .context import DimFactors, PlotContext, Skip
 from .figures import Block, image_figure, save_figure
@@ -16,6 +18,7 @@ RECON_COLS, RECON_GROUPS = 12, 2
 SAMPLES = 64
 PAIRS, STEPS = 4, 10
 TRAVERSAL_DIMS, TRAVERSAL_STEPS, TRAVERSAL_LIMIT = 10, 11, 3.0
+LEVEL_IMAGES, LEVEL_DRAWS = 8, 2
 
 
 def plot_reconstructions(ctx: PlotContext, path: Path) -> Path:
@@ -33,12 +36,20 @@ def plot_reconstructions(ctx: PlotContext, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def prior_samples(model: VAE, n: int, *, seed: int, temperature: float | tuple[float, ...] = 1.0) -> torch.Tensor:
-    """n images decoded from z ~ N(0, temperature² I), the noise drawn from `seed` alone, as the likelihood's
-    mean: (n, C, H, W) floats in [0, 1] on the CPU. `vaelab sample --seed S` and plots/samples.png "(seed S)"
-    both draw through here, so they show the same images."""
+def prior_samples(
+    model: VAE,
+    n: int,
+    *,
+    seed: int,
+    temperature: float | tuple[float, ...] = 1.0,
+    expost: ExPostGaussian | None = None,
+) -> torch.Tensor:
+    """n images decoded from z ~ N(0, temperature² I) (the top groups from `expost` where given), the noise
+    drawn from `seed` alone, as the likelihood's mean: (n, C, H, W) floats in [0, 1] on the CPU. `vaelab
+    sample --seed S` and plots/samples.png "(seed S)" both draw through here, so they show the same images."""
     with torch.inference_mode():
-        images = model.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        images = model.sample(n, temperature=temperature, generator=generator, expost=expost)
     return images.float().cpu()
 
 
@@ -191,6 +202,35 @@ def plot_traversals(ctx: PlotContext, path: Path) -> Path:
         + (f" (label {name})" if name is not None else ""),
         col_labels=[_number(v) for v in values.tolist()],
         xlabel=xlabel,
+    )
+    return save_figure(fig, path)
+
+
+def plot_levels(ctx: PlotContext, path: Path) -> Path:
+    """What each resolution of a hierarchy holds (VDVAE, Child 2021, fig. 4): 8 test images; under them, new
+    images that keep their latent groups down to each resolution (posterior means) and draw the groups below
+    from their priors (2 draws each, temperature 1); then the reconstructions (every group kept)."""
+    shapes = ctx.model.group_shapes
+    if len(shapes) == 1:
+        raise Skip("the model has one latent group: the levels are a hierarchy's")
+    keeps = ctx.model.levels[:-1] or range(1, len(shapes))  # each resolution's groups, or each group
+    n = min(LEVEL_IMAGES, len(ctx.test))
+    x = ctx.floats(slice(0, n))
+    generator = ctx.generator("levels")
+    rows, labels = [x], ["test image"]
+    with torch.inference_mode():
+        for keep in keeps:
+            r = shapes[keep - 1][-1]
+            for draw in range(1, LEVEL_DRAWS + 1):
+                images = ctx.model.conditional_sample(x.to(ctx.model.device), keep, generator=generator)
+                rows.append(images.float().cpu())
+                labels.append(f"kept to {r}x{r} (groups 1-{keep}), draw {draw}")
+    rows.append(ctx.reconstruct(x))
+    labels.append(f"all {len(shapes)} groups kept: recon")
+    fig = image_figure(
+        [Block(torch.cat(rows), n, labels)],
+        title=f"What each level of the hierarchy holds: {n} test images, their top groups kept",
+        xlabel="kept: those groups at the image's posterior means; the groups below drawn from their priors",
     )
     return save_figure(fig, path)
 

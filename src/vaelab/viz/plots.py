@@ -19,7 +19,15 @@ from ..training.rundir import RunDir
 from ..training.trainer import load_model
 from .charts import plot_error_hist, plot_latent, plot_loss
 from .context import PlotContext, Skip
-from .decoded import check_dims, plot_interpolation, plot_manifold, plot_reconstructions, plot_samples, plot_traversals
+from .decoded import (
+    check_dims,
+    plot_interpolation,
+    plot_levels,
+    plot_manifold,
+    plot_reconstructions,
+    plot_samples,
+    plot_traversals,
+)
 from .progress import plot_progress
 from .time_chart import plot_time
 
@@ -43,6 +51,7 @@ for _name, _picture in [
     ("error_hist", Picture("error_hist.png", plot_error_hist)),
     ("interpolation", Picture("interpolation.png", plot_interpolation)),
     ("traversals", Picture("traversals.png", plot_traversals)),
+    ("levels", Picture("levels.png", plot_levels)),
 ]:
     PICTURES.register(_name, _picture)
 
@@ -64,7 +73,7 @@ def plot_run(
     """Draw the pictures of a run (all, or those named in `only`) into RUN/plots/ (or `out`).
 
     only: names from `PICTURES` (loss, time, reconstructions, samples, progress, latent, manifold,
-        error_hist, interpolation, traversals), as a list or a comma-separated string.
+        error_hist, interpolation, traversals, levels), as a list or a comma-separated string.
     limit: how many test images (a random subset, fixed by the seed) the data pictures use.
     seed: fixes every random draw; each picture has its own stream.
     latent_range: draw the manifold on a linear grid over [-R, R] instead of Gaussian quantiles.

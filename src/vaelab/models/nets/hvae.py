@@ -2,9 +2,11 @@
 
 Encoder (bottom-up): `blocks.BottomUp`, the activations at each resolution.
 Decoder (top-down, `TopDown`): from a learned constant at the lowest
-resolution, `model.groups` latent groups per resolution, lowest first; then
-a 1x1 convolution and a pixel shuffle to the likelihood's parameters at the
-image's size (`blocks.Output`). Each group l (`GroupBlock`), on the decoder's state s:
+resolution, `model.groups` latent groups per resolution, lowest first (or
+`model.groups_per_resolution`, a count for each; at a count of 0, `model.depth`
+residual blocks without latents); then a 1x1 convolution and a pixel shuffle
+to the likelihood's parameters at the image's size (`blocks.Output`). Each
+group l (`GroupBlock`), on the decoder's state s:
 
     p_l = N(mu_p, sigma_p)      from s (the top group: N(0, I), so the top latents read like a plain VAE's)
     q_l = N(mu_p + dmu, sigma_p * dsigma)   from [s, the encoder's activation at this resolution]
@@ -87,7 +89,7 @@ class TopDown(nn.Module):
     """The top-down decoder of `hvae`: the latent groups and the output layer (see the module's docstring).
 
     The VAE calls it through the same methods as `latent.SingleGroup`:
-    `top_posterior`, `posterior_pass` and `prior_pass`.
+    `top_posterior`, `posterior_pass`, `prior_pass` and `conditional_pass`.
     """
 
     def __init__(self, image_shape: tuple[int, int, int], channels: int, out_channels: int, model: ModelConfig):
@@ -99,13 +101,21 @@ class TopDown(nn.Module):
                 f"model.width = {model.width}: it cannot be wider; lower --latent-dim or raise --width"
             )
         self.encoder_order = resolutions  # the encoder's activations, highest first
-        layout = [r for r in resolutions[::-1] for _ in range(model.groups)]  # lowest resolution first
-        scale = branch_scale(len(layout) * (model.depth + 1))
-        self.start = nn.Parameter(torch.zeros(1, model.width, layout[0], layout[0]))
+        counts = _group_counts(model, resolutions)
+        steps = list(zip(resolutions[::-1], counts[::-1]))  # (resolution, groups), lowest resolution first
+        layout = [r for r, n in steps for _ in range(n)]  # each latent group's resolution, top first
+        self.plain_sizes = [r for r, n in steps if n == 0]  # resolutions of residual blocks alone, no latents
+        scale = branch_scale(len(layout) * (model.depth + 1) + len(self.plain_sizes) * model.depth)
+        self.start = nn.Parameter(torch.zeros(1, model.width, steps[0][0], steps[0][0]))
         self.groups = nn.ModuleList(
             GroupBlock(model.width, channels, r, model.depth, scale, top=i == 0) for i, r in enumerate(layout)
         )
-        self.out = Output(model.width, out_channels, layout[-1], image_shape[-1])
+        self.plain = nn.ModuleList(blocks(model.width, model.depth, scale) for _ in self.plain_sizes)
+        group_ids, plain_ids = iter(range(len(layout))), iter(range(len(self.plain_sizes)))
+        self.order: list[tuple[str, int]] = []  # the pass, lowest resolution first: ("group" | "plain", index)
+        for _, n in steps:
+            self.order += [("group", next(group_ids)) for _ in range(n)] if n else [("plain", next(plain_ids))]
+        self.out = Output(model.width, out_channels, steps[-1][0], image_shape[-1])
 
     @property
     def group_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -120,6 +130,10 @@ class TopDown(nn.Module):
 
     def _activation(self, acts: Sequence[torch.Tensor], group: GroupBlock) -> torch.Tensor:
         return acts[self.encoder_order.index(group.shape[-1])]
+
+    def _plain(self, index: int, state: torch.Tensor) -> torch.Tensor:
+        """Residual blocks without latents at a resolution given no groups."""
+        return self.plain[index](resample(state, self.plain_sizes[index]))
 
     def top_posterior(self, acts: Sequence[torch.Tensor]) -> DiagGaussian:
         """q(z_1 | x): the top group's posterior, which depends on x alone."""
@@ -142,57 +156,112 @@ class TopDown(nn.Module):
             k = eps[0].shape[0]
         if k is not None:
             acts = [a.repeat(k, 1, 1, 1) for a in acts]  # sample-major: (k*B, ...)
-        state = self._initial(len(acts[0]))
-        groups = []
-        for i, block in enumerate(self.groups):
-            state = resample(state, block.shape[-1])
-            p, feature = block.prior(state)
+
+        def choose(i: int, block: GroupBlock, state: torch.Tensor, p) -> tuple[DiagGaussian, torch.Tensor]:
             q = block.posterior(state, self._activation(acts, block), p)
             if mean:
-                z = q.mu
-            else:
-                e = (
-                    eps[i]
-                    if eps is not None
-                    else noise.standard_normal(
-                        (b, block.dims) if k is None else (k, b, block.dims),
-                        batch_dim=-2,
-                        dtype=q.mu.dtype,
-                        device=q.mu.device,
-                    )
+                return q, q.mu
+            e = (
+                eps[i]
+                if eps is not None
+                else noise.standard_normal(
+                    (b, block.dims) if k is None else (k, b, block.dims),
+                    batch_dim=-2,
+                    dtype=q.mu.dtype,
+                    device=q.mu.device,
                 )
-                z = q.mu + q.std * e.reshape(q.mu.shape)
-            state = block.merge(state, feature, z)
-            groups.append(Group(q, p, z, block.shape))
-        trace = Trace(tuple(groups), self.out(state))
+            )
+            return q, q.mu + q.std * e.reshape(q.mu.shape)
+
+        trace = self._walk(len(acts[0]), choose)
         return trace if k is None else _per_sample(trace, k, b)
 
     def prior_pass(
         self,
-        z_top: torch.Tensor,
+        z_top: torch.Tensor | Sequence[torch.Tensor],
         temperatures: Sequence[float] = (),
         generator: torch.Generator | None = None,
     ) -> Trace:
-        """The trace from top latents z (n, D_1), the lower groups drawn from their priors, group l at
-        `temperatures[l - 1]` (1 where not given; 0: the prior's mean); noise from `generator` (CPU)."""
-        state = self._initial(z_top.shape[0])
+        """The trace from top latents z (n, D_1), or a list of the top groups' (one (n, D_l) each), the groups
+        below drawn from their priors, the first of them at `temperatures[0]` and so on (1 where not given; 0:
+        the prior's mean); noise from `generator` (CPU)."""
+        given = [z_top] if isinstance(z_top, torch.Tensor) else list(z_top)
+
+        def choose(i: int, block: GroupBlock, state: torch.Tensor, p) -> tuple[None, torch.Tensor]:
+            if i < len(given):
+                return None, given[i]
+            t = temperatures[i - len(given)] if i - len(given) < len(temperatures) else 1.0
+            return None, _prior_draw(p, t, generator)
+
+        return self._walk(given[0].shape[0], choose)
+
+    def conditional_pass(
+        self,
+        acts: Sequence[torch.Tensor],
+        keep: int,
+        temperatures: Sequence[float] = (),
+        generator: torch.Generator | None = None,
+    ) -> Trace:
+        """The trace of x's top `keep` groups at their posterior means, each group below drawn from its prior
+        (group l at `temperatures[l - keep]`, 1 where not given); the lower groups' q is None."""
+
+        def choose(i: int, block: GroupBlock, state: torch.Tensor, p) -> tuple[DiagGaussian | None, torch.Tensor]:
+            if i < keep:
+                q = block.posterior(state, self._activation(acts, block), p)
+                return q, q.mu
+            return None, _prior_draw(p, temperatures[i - keep] if i - keep < len(temperatures) else 1.0, generator)
+
+        return self._walk(len(acts[0]), choose)
+
+    def _walk(self, rows: int, choose) -> Trace:
+        """The top-down pass over `rows` rows: at each group, its prior from the state, then (q, z) =
+        choose(index, group, state, prior), and z merged into the state (at a resolution without groups, its
+        residual blocks); then the output layer."""
+        state = self._initial(rows)
         groups = []
-        for i, block in enumerate(self.groups):
+        for kind, i in self.order:
+            if kind == "plain":
+                state = self._plain(i, state)
+                continue
+            block = self.groups[i]
             state = resample(state, block.shape[-1])
             p, feature = block.prior(state)
-            if i == 0:
-                z = z_top
-            else:
-                t = temperatures[i - 1] if i - 1 < len(temperatures) else 1.0
-                mu = p.dist.mu
-                if t:  # no draw at 0: the exported (ONNX) decoder holds no random op
-                    eps = torch.randn(mu.shape, generator=generator).to(mu.device, mu.dtype)
-                    z = mu + (t * p.dist.std) * eps
-                else:
-                    z = mu
+            q, z = choose(i, block, state, p)
             state = block.merge(state, feature, z)
-            groups.append(Group(None, p, z, block.shape))
+            groups.append(Group(q, p, z, block.shape))
         return Trace(tuple(groups), self.out(state))
+
+
+def _prior_draw(p: GaussianPrior, t: float, generator: torch.Generator | None) -> torch.Tensor:
+    """z ~ N(mu, (t sigma)^2) from a lower group's prior, the noise from `generator` (CPU); t = 0: the mean,
+    with no draw (the exported (ONNX) decoder holds no random op)."""
+    mu = p.dist.mu
+    if not t:
+        return mu
+    eps = torch.randn(mu.shape, generator=generator).to(mu.device, mu.dtype)
+    return mu + (t * p.dist.std) * eps
+
+
+def _group_counts(model: ModelConfig, resolutions: tuple[int, ...]) -> tuple[int, ...]:
+    """The latent groups at each resolution, highest first: `model.groups_per_resolution` (0: that resolution's
+    residual blocks without latents, like NVAE's post-processing cells), else `model.groups` at every one;
+    refused in one line when the counts do not match the resolutions or the lowest has none."""
+    counts = model.groups_per_resolution
+    if not counts:
+        return (model.groups,) * len(resolutions)
+    if len(counts) != len(resolutions):
+        raise VaelabError(
+            f"model.groups_per_resolution gives {len(counts)} counts ({', '.join(map(str, counts))}) for the "
+            f"{len(resolutions)} resolutions {', '.join(map(str, resolutions))}: give one count per resolution, "
+            "highest first (for example --resolutions 16,8,4,1 --groups-per-resolution 2,2,4,4)"
+        )
+    if not counts[-1]:
+        raise VaelabError(
+            f"model.groups_per_resolution ({', '.join(map(str, counts))}) gives the lowest resolution "
+            f"({resolutions[-1]}) no latent group: the pass starts there, so it needs one (or leave that "
+            "resolution out of --resolutions); a higher one may have 0 (residual blocks alone)"
+        )
+    return counts
 
 
 def _per_sample(trace: Trace, k: int, b: int) -> Trace:
