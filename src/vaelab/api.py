@@ -232,7 +232,6 @@ def evaluate(
         ("chunk", chunk, 1),
         ("frechet_n", frechet_n, 1),
         ("disentanglement_n", disentanglement_n, 4),
-        ("expost_levels", expost_levels, 1),
         ("expost_n", expost_n, 2),
     ):
         if value is not None:

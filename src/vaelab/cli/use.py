@@ -54,7 +54,8 @@ def sample(args: argparse.Namespace) -> int:
     model = load(args.run, device=args.device, weights=args.weights)
     expost = None
     if args.expost_levels is not None:
-        expost = fit_expost(model, expost_images(model.config, args.data_dir, args.expost_n, 0), args.expost_levels)
+        images = expost_images(model.config, args.data_dir, args.expost_n, args.seed)  # as evaluate --seed fits
+        expost = fit_expost(model, images, args.expost_levels)
     images = prior_samples(model, args.n, seed=args.seed, temperature=args.temperature, expost=expost)
     _written(save_grid(images, args.output, scale=_scale(images)))
     return 0
