@@ -321,8 +321,8 @@ def evaluate(
 
 
 def expost_images(cfg: RunConfig, data_dir, n: int, seed: int) -> torch.Tensor:
-    """Up to n of the run's training images (a random subset fixed by the seed: a folder's split is sorted by
-    class), which an ex-post Gaussian is fitted to."""
+    """Up to n of the run's training images, its validation part included (a random subset fixed by the seed:
+    a folder's split is sorted by class), which an ex-post Gaussian is fitted to."""
     train = load_split(cfg.data, "train", data_dir)
     if cfg.data.classes is not None:
         train = select_classes(train, cfg.data.classes, cfg.data.name)
