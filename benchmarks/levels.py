@@ -10,20 +10,20 @@ images (images N to 2N of the training split) and compared with N other training
 features of the dataset's classifier, the one `vaelab evaluate` caches and uses. The drop from one row to the
 next is what the prior of that level loses against the posterior. With `--expost-n M` (0: skipped), each
 level's row also gives the Fréchet distance of N samples whose groups down to that level come from a Gaussian
-fitted to their posterior means on M further training images (from image 2N on; "-" where they are fewer
-than its dims): what `vaelab sample --expost-levels L` draws. Training images only: a diagnosis made on the
-test set would end up choosing settings on it. Prints one table.
+fitted to their posterior means on M further training images (from image 2N on; "-" where it cannot be
+fitted: fewer images than its dims, or too little memory): what `vaelab sample --expost-levels L` draws.
+Training images only: a diagnosis made on the test set would end up choosing settings on it. Prints one table.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 
 import torch
 
 import vaelab
+from vaelab.errors import VaelabError
 from vaelab.evaluation.classifier import load_or_train
 from vaelab.evaluation.frechet import frechet_distance
 from vaelab.models.expost import EXPOST_N, fit_expost
@@ -61,10 +61,14 @@ def measure(
                 parts = [sources[i : i + BATCH] for i in range(0, n, BATCH)]
                 images = torch.cat([model.conditional_sample(x, keep, generator=generator) for x in parts])
         fitted = None
-        if keep and len(fit) > sum(math.prod(shape) for shape in shapes[:keep]):  # else too few images: "-"
-            expost = fit_expost(model, fit, level)
-            with torch.inference_mode():
-                fitted = distance(model.sample(n, generator=torch.Generator().manual_seed(seed), expost=expost))
+        if keep and expost_n:
+            try:
+                expost = fit_expost(model, fit, level)
+            except VaelabError:  # fewer images than dims, or more memory than the machine has: "-"
+                expost = None
+            if expost is not None:
+                with torch.inference_mode():
+                    fitted = distance(model.sample(n, generator=torch.Generator().manual_seed(seed), expost=expost))
         r = shapes[keep - 1][-1] if keep else None
         what = "nothing: samples" if keep == 0 else f"groups 1-{keep}, down to {r}x{r}"
         if keep == len(shapes):

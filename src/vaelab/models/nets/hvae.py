@@ -190,8 +190,7 @@ class TopDown(nn.Module):
         def choose(i: int, block: GroupBlock, state: torch.Tensor, p) -> tuple[None, torch.Tensor]:
             if i < len(given):
                 return None, given[i]
-            t = temperatures[i - len(given)] if i - len(given) < len(temperatures) else 1.0
-            return None, _prior_draw(p, t, generator)
+            return None, _prior_draw(p, temperatures, i - len(given), generator)
 
         return self._walk(given[0].shape[0], choose)
 
@@ -209,7 +208,7 @@ class TopDown(nn.Module):
             if i < keep:
                 q = block.posterior(state, self._activation(acts, block), p)
                 return q, q.mu
-            return None, _prior_draw(p, temperatures[i - keep] if i - keep < len(temperatures) else 1.0, generator)
+            return None, _prior_draw(p, temperatures, i - keep, generator)
 
         return self._walk(len(acts[0]), choose)
 
@@ -232,9 +231,13 @@ class TopDown(nn.Module):
         return Trace(tuple(groups), self.out(state))
 
 
-def _prior_draw(p: GaussianPrior, t: float, generator: torch.Generator | None) -> torch.Tensor:
-    """z ~ N(mu, (t sigma)^2) from a lower group's prior, the noise from `generator` (CPU); t = 0: the mean,
-    with no draw (the exported (ONNX) decoder holds no random op)."""
+def _prior_draw(
+    p: GaussianPrior, temperatures: Sequence[float], j: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """z ~ N(mu, (t sigma)^2) from the prior of the j-th group drawn, t = temperatures[j] (1 where not given),
+    the noise from `generator` (CPU); t = 0: the mean, with no draw (the exported (ONNX) decoder holds no
+    random op)."""
+    t = temperatures[j] if j < len(temperatures) else 1.0
     mu = p.dist.mu
     if not t:
         return mu
