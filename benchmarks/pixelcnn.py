@@ -16,7 +16,6 @@ the images `vaelab evaluate --limit` scores. Nothing is chosen on them: the sett
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -25,10 +24,11 @@ from torch import nn
 
 from vaelab import runtime
 from vaelab.data.catalog import load_images
+from vaelab.evaluation.summary import mean_and_se, nats_per_bit_dim
 from vaelab.models.likelihoods import DiscretizedLogisticMixture
 
 BATCH = 64
-MIXTURES = 10
+LIKELIHOOD = DiscretizedLogisticMixture(10)
 
 
 class MaskedConv(nn.Conv2d):
@@ -61,14 +61,14 @@ class Block(nn.Module):
 
 def pixelcnn(image_channels: int, channels: int, blocks: int) -> nn.Sequential:
     """Images in [-1, 1] (B, C, H, W) -> the mixture's parameters for each pixel, from the pixels before it."""
-    out = DiscretizedLogisticMixture(MIXTURES).out_channels(image_channels)
+    out = LIKELIHOOD.out_channels(image_channels)
     layers = [MaskedConv(image_channels, channels, 7, "A"), *[Block(channels) for _ in range(blocks)]]
     return nn.Sequential(*layers, nn.GELU(), nn.Conv2d(channels, out, 1))
 
 
 def nll(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """-log p(x) in nats per image for images in [0, 1] (B, C, H, W)."""
-    return -DiscretizedLogisticMixture(MIXTURES).log_prob(net(x * 2 - 1), x)
+    return -LIKELIHOOD.log_prob(net(x * 2 - 1), x)
 
 
 def train(
@@ -96,14 +96,11 @@ def train(
             optimizer.step()
             taken += 1
             if taken % 500 == 0:
-                log(f"{time.perf_counter() - start:7.0f} s  step {taken}  batch bits/dim {bits(loss, x):.3f}")
+                bits = float(loss) / nats_per_bit_dim(x.shape[1:])
+                log(f"{time.perf_counter() - start:7.0f} s  step {taken}  batch bits/dim {bits:.3f}")
             if done():
                 break
     return taken, taken * batch / (time.perf_counter() - start)
-
-
-def bits(nats: torch.Tensor, x: torch.Tensor) -> float:
-    return float(nats) / (math.log(2) * x[0].numel())
 
 
 @torch.no_grad()
@@ -111,8 +108,7 @@ def evaluate(net: nn.Module, images: torch.Tensor) -> tuple[float, float]:
     """(mean, standard error) of the test bits/dim, in fp32."""
     net.eval()
     per_image = torch.cat([nll(net, images[i : i + 250].float() / 255) for i in range(0, len(images), 250)])
-    per_image = per_image / (math.log(2) * images[0].numel())
-    return float(per_image.mean()), float(per_image.std() / math.sqrt(len(per_image)))
+    return mean_and_se(per_image / nats_per_bit_dim(images.shape[1:]))
 
 
 def main(argv: list[str] | None = None) -> int:
